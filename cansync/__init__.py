@@ -1,0 +1,3 @@
+"""cansync: peer-to-peer full-mirror replication for CAN Service, driven by an event journal."""
+
+__version__ = "0.1.0"

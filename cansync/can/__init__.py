@@ -1,0 +1,1 @@
+"""The agent's HTTP client of a CAN Service's sync API."""

@@ -1,0 +1,52 @@
+"""The command line: parses, prints, and hands the work to the agent, the journal or a store.
+
+Each command group lives in its own module with a `register(subparsers)` function that adds its
+parser and sets `func` (a callable taking the parsed args and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from cansync import __version__
+from cansync.config import ConfigError
+
+COMMAND_MODULES = (
+    "cansync.cli.run_cmd",
+    "cansync.cli.store_cmd",
+    "cansync.cli.journal_cmd",
+    "cansync.cli.status_cmd",
+    "cansync.cli.ticket_cmd",
+    "cansync.cli.rendezvous_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cansync", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"cansync {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"cansync: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The agent's configuration: config.yaml, then CANSYNC_<KEY> environment values, then flags.
+
+The Rust agent's keys work unchanged; ours add data_dir, bind_addr, relays, pkarr_relays and
+lan_discovery. A bad value is refused with a message that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PKARR_RELAYS = ("https://pkarr.pubky.app", "https://pkarr.pubky.org")
+DEFAULT_STORE_PORT = 3210
+ENV_PREFIX = "CANSYNC_"
+
+
+class ConfigError(ValueError):
+    """A configuration the agent cannot start with; the message says which key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    sync_passphrase: str | None = None
+    can_service_url: str | None = None
+    sync_api_key: str | None = None
+    poll_interval_secs: float = 3.0
+    ticket_file: Path | None = None
+    connect_ticket_file: Path | None = None
+    data_dir: Path = Path("cansync-data")
+    bind_addr: str = "0.0.0.0:0"
+    relays: tuple[str, ...] | None = None  # None: iroh's default relays; () turns relays off
+    pkarr_relays: tuple[str, ...] = DEFAULT_PKARR_RELAYS
+    lan_discovery: bool = True
+    store_port: int = DEFAULT_STORE_PORT  # port of the embedded store when can_service_url is unset
+    source: str = field(default="defaults", compare=False)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.db"
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.data_dir / "node.key"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
+
+    @property
+    def embedded_store_root(self) -> Path:
+        return self.data_dir / "store"
+
+    def require_passphrase(self) -> str:
+        if not self.sync_passphrase:
+            raise ConfigError(
+                "sync_passphrase is not set: put `sync_passphrase: <phrase>` in config.yaml, set "
+                "CANSYNC_SYNC_PASSPHRASE, or pass --passphrase (use the same phrase on every machine)"
+            )
+        return self.sync_passphrase
+
+
+_KEYS = {f.name for f in fields(Config)} - {"source"}
+_PATH_KEYS = {"ticket_file", "connect_ticket_file", "data_dir"}
+
+
+def _coerce(key: str, value: Any, base_dir: Path) -> Any:
+    """Turn one raw value into the type Config holds, or say what is wrong with it."""
+    if key in _PATH_KEYS:
+        if value is None and key != "data_dir":
+            return None
+        if not isinstance(value, str | os.PathLike) or not str(value):
+            raise ConfigError(f"{key} must be a path, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base_dir / path
+    if key in ("relays", "pkarr_relays"):
+        if value is None and key == "relays":
+            return None
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(u, str) for u in value):
+            raise ConfigError(f"{key} must be a list of URLs (an empty list [] turns it off), got {value!r}")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{key} entry {url!r} is not an http(s) URL")
+        return tuple(value)
+    if key == "poll_interval_secs":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"poll_interval_secs must be a positive number of seconds, got {value!r}")
+        return float(value)
+    if key == "store_port":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise ConfigError(f"store_port must be a port number 0-65535, got {value!r}")
+        return value
+    if key == "lan_discovery":
+        if not isinstance(value, bool):
+            raise ConfigError(f"lan_discovery must be true or false, got {value!r}")
+        return value
+    if key == "bind_addr":
+        host, sep, port = str(value).rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"bind_addr must look like 0.0.0.0:0 (host:port), got {value!r}")
+        return str(value)
+    if key == "can_service_url":
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ConfigError(f"can_service_url must be an http(s) URL such as http://127.0.0.1:3210, got {value!r}")
+        return value.rstrip("/")
+    # passphrase, sync key: strings (numbers in YAML are accepted as their text)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{key} must be a string")
+    return str(value)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read config.yaml (if given), then CANSYNC_* environment values, then explicit overrides."""
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    source = "defaults"
+    if path is not None:
+        cfg_path = Path(path)
+        try:
+            text = cfg_path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {cfg_path}: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg_path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg_path} must be a YAML mapping of keys to values")
+        unknown = sorted(set(loaded) - _KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{cfg_path}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(_KEYS))}"
+            )
+        raw.update(loaded)
+        base_dir = cfg_path.resolve().parent
+        source = str(cfg_path)
+    env = os.environ if environ is None else environ
+    for key in _KEYS:
+        env_name = ENV_PREFIX + key.upper()
+        if env_name in env:
+            try:
+                raw[key] = yaml.safe_load(env[env_name])
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{env_name} is not a valid YAML value: {exc}") from exc
+    for key, value in (overrides or {}).items():
+        if key not in _KEYS:
+            raise ConfigError(f"unknown setting {key}")
+        if value is not None:
+            raw[key] = value
+    values = {key: _coerce(key, value, base_dir) for key, value in raw.items()}
+    if "data_dir" not in values:
+        values["data_dir"] = base_dir / Config.data_dir
+    return Config(**values, source=source)

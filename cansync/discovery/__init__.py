@@ -1,0 +1,1 @@
+"""Finding peers: pkarr rendezvous, peer exchange, LAN announcements, ticket files."""

@@ -1,0 +1,1 @@
+"""The recorder: the SQLite event journal, its snapshots and its audit queries."""

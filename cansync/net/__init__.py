@@ -1,0 +1,1 @@
+"""The iroh transport: endpoints, node keys, tickets, framed streams, the passphrase handshake."""
