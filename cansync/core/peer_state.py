@@ -1,0 +1,116 @@
+"""What the journal says about one peer: what it holds, what is moving between us, what came from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TransferStatus(StrEnum):
+    REQUESTED = "requested"
+    STARTED = "started"
+    CHECKPOINTED = "checkpointed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the connection ended while it was moving; staged bytes are kept
+
+    @property
+    def active(self) -> bool:
+        return self in _ACTIVE
+
+
+_ACTIVE = frozenset({TransferStatus.REQUESTED, TransferStatus.STARTED, TransferStatus.CHECKPOINTED})
+
+
+class LinkStatus(StrEnum):
+    DISCOVERED = "discovered"
+    CONNECTED = "connected"
+    AUTHENTICATED = "authenticated"
+    REJECTED = "rejected"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass
+class Transfer:
+    status: TransferStatus
+    offset: int = 0  # bytes known to be durable at the receiver
+    size: int | None = None
+    failures: int = 0  # failed attempts of this peer for this asset, to stop asking a peer that lies
+    discarded: bool = False  # the last failure threw the staged bytes away
+
+    def to_data(self) -> list[Any]:
+        return [self.status.value, self.offset, self.size, self.failures, self.discarded]
+
+    @classmethod
+    def from_data(cls, data: list[Any]) -> Transfer:
+        status, offset, size, failures, discarded = data
+        return cls(TransferStatus(status), offset, size, failures, discarded)
+
+
+@dataclass
+class PeerState:
+    peer: str
+    link: LinkStatus = LinkStatus.DISCOVERED
+    found_via: set[str] = field(default_factory=set)
+    addrs: tuple[str, ...] = ()
+    reject_reason: str | None = None
+    has: set[str] = field(default_factory=set)  # assets the peer is known to hold (only grows)
+    received_from: set[str] = field(default_factory=set)  # came from this peer: never echo back
+    incoming: dict[str, Transfer] = field(default_factory=dict)  # hash -> transfer from the peer
+    outgoing: dict[str, Transfer] = field(default_factory=dict)  # hash -> transfer to the peer
+    their_watermark: int = 0  # the peer's store clock that the digests it sent us reach
+    our_watermark_sent: int = 0  # our store clock that the digests we sent it reach
+    last_seq: int = 0  # newest journal seq folded for this peer: older or equal ones are duplicates
+    last_event_ms: int = 0
+    last_sync_ms: int = 0  # time of the last asset or digest exchanged
+    bytes_in: int = 0
+    bytes_out: int = 0
+    protocol_errors: int = 0
+
+    def in_flight(self) -> dict[tuple[str, str], Transfer]:
+        moving = {("in", h): t for h, t in self.incoming.items() if t.status.active}
+        moving.update({("out", h): t for h, t in self.outgoing.items() if t.status.active})
+        return moving
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "link": self.link.value,
+            "found_via": sorted(self.found_via),
+            "addrs": list(self.addrs),
+            "reject_reason": self.reject_reason,
+            "has": sorted(self.has),
+            "received_from": sorted(self.received_from),
+            "incoming": {h: t.to_data() for h, t in sorted(self.incoming.items())},
+            "outgoing": {h: t.to_data() for h, t in sorted(self.outgoing.items())},
+            "their_watermark": self.their_watermark,
+            "our_watermark_sent": self.our_watermark_sent,
+            "last_seq": self.last_seq,
+            "last_event_ms": self.last_event_ms,
+            "last_sync_ms": self.last_sync_ms,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "protocol_errors": self.protocol_errors,
+        }
+
+    @classmethod
+    def from_data(cls, peer: str, data: dict[str, Any]) -> PeerState:
+        return cls(
+            peer=peer,
+            link=LinkStatus(data["link"]),
+            found_via=set(data["found_via"]),
+            addrs=tuple(data["addrs"]),
+            reject_reason=data["reject_reason"],
+            has=set(data["has"]),
+            received_from=set(data["received_from"]),
+            incoming={h: Transfer.from_data(t) for h, t in data["incoming"].items()},
+            outgoing={h: Transfer.from_data(t) for h, t in data["outgoing"].items()},
+            their_watermark=data["their_watermark"],
+            our_watermark_sent=data["our_watermark_sent"],
+            last_seq=data["last_seq"],
+            last_event_ms=data["last_event_ms"],
+            last_sync_ms=data["last_sync_ms"],
+            bytes_in=data["bytes_in"],
+            bytes_out=data["bytes_out"],
+            protocol_errors=data["protocol_errors"],
+        )
