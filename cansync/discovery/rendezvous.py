@@ -53,8 +53,6 @@ RECORD_NAME = "_can_sync"
 PUBLISH_INTERVAL = 60.0
 SCAN_INTERVAL = 15.0
 RECORD_TTL = 300
-IROH_RECORD_NAME = "_iroh"
-IROH_RECORD_TTL = 30
 
 PeerCallback = Callable[[str, int], Awaitable[None] | None]
 
@@ -515,48 +513,3 @@ async def resolve_slots(
         SlotReport(key.index, key.z32, tuple(_answer(r, now) for r in resolution.results))
         for key, resolution in zip(keys, resolutions, strict=True)
     ]
-
-
-# --- iroh address records (for dialing a peer by its own endpoint key when relays are off) -----------------
-
-
-class IrohRecordError(PkarrError):
-    """An `_iroh` TXT value that is not `key=value`."""
-
-
-@dataclass(frozen=True)
-class IrohAddressInfo:
-    endpoint_id: str  # lowercase hex of the endpoint's public key
-    relay_url: str | None
-    addrs: tuple[str, ...]
-
-
-def build_iroh_address_record(
-    endpoint_secret_seed: bytes,
-    addrs: list[str],
-    relay_url: str | None,
-    *,
-    timestamp: int | None = None,
-    ttl: int = IROH_RECORD_TTL,
-) -> SignedPacket:
-    """An `_iroh` packet signed by the endpoint's own key: `relay=<url>` then one `addr=<ip:port>` per address."""
-    keypair = Keypair.from_seed(endpoint_secret_seed)
-    values = ([f"relay={relay_url}"] if relay_url else []) + [f"addr={addr}" for addr in addrs]
-    records = [TxtRecord(IROH_RECORD_NAME, value, ttl) for value in values]
-    stamp = timestamp if timestamp is not None else time.time_ns() // 1000
-    return SignedPacket.build(keypair, records, stamp)
-
-
-def parse_iroh_address_record(packet: SignedPacket) -> IrohAddressInfo:
-    """Read the `_iroh` TXT records of a verified packet; keys other than relay/addr are skipped."""
-    relay: str | None = None
-    addrs: list[str] = []
-    for record in packet.txt(IROH_RECORD_NAME):
-        key, sep, value = record.value.partition("=")
-        if not sep:
-            raise IrohRecordError(f"_iroh record of pk:{packet.z32} is not key=value: {record.value[:80]!r}")
-        if key == "relay" and relay is None:
-            relay = value
-        elif key == "addr":
-            addrs.append(value)
-    return IrohAddressInfo(packet.public_key.hex(), relay, tuple(addrs))

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from cansync.discovery.iroh_records import IrohRecordError, build_iroh_address_record, parse_iroh_address_record
 from cansync.discovery.pkarr_packet import Keypair, SignedPacket, TxtRecord
 from cansync.discovery.pkarr_relay import PkarrRelayClient
-from cansync.discovery.rendezvous import IrohRecordError, build_iroh_address_record, parse_iroh_address_record
 from tests.discovery.conftest import NpmRelay, run_js_client
 
 
