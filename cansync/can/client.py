@@ -1,0 +1,249 @@
+"""CanClient: the agent's HTTP client of a CAN Service sync API (/sync/* at the store's root).
+
+Every call names the store and route in its errors. While the store cannot be reached, calls retry with
+backoff for up to retry_for seconds (reads, and push, which is idempotent by hash), then raise
+CanServiceUnavailable. Bodies stream both ways: push sends from a file or an async iterator in bounded
+chunks, pull hands out content chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from google.protobuf.message import DecodeError, Message
+from httpx_sse import SSEError, aconnect_sse
+
+from cansync.can.byte_stream import ByteStream
+from cansync.can.errors import CanServiceError, CanServiceUnavailable
+from cansync.can.events import META_CHANGED, NEW_ASSET, StoreEvent
+from cansync.can.pull import PulledAsset, read_pulled_assets
+from cansync.wire.pb import can_sync_pb2
+
+SYNC_KEY_HEADER = "X-Sync-Key"
+PROTOBUF = "application/x-protobuf"
+PUSH_CHUNK_BYTES = 256 * 1024
+FIRST_RETRY_DELAY = 0.1
+MAX_RETRY_DELAY = 2.0
+SSE_READ_TIMEOUT = 45.0  # the store sends a keep-alive every 15 s: three missed means a dead link
+_LENGTH_PREFIX = struct.Struct(">I")
+_EVENT_KINDS = frozenset({NEW_ASSET, META_CHANGED})
+# Failures that mean "the store is not there (yet)": nothing of the request reached it.
+_NOT_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures mid-exchange: worth a retry only when the request can be sent again unchanged.
+_CUT_OFF = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteTimeout)
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, error: CanServiceError) -> None:
+        self.error = error
+
+
+class CanClient:
+    def __init__(self, base_url: str, sync_key: str, *, timeout: float = 30.0, retry_for: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry_for = retry_for
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={SYNC_KEY_HEADER: sync_key},
+            timeout=httpx.Timeout(timeout),
+            trust_env=False,  # a local store: never go through a proxy from the environment
+        )
+
+    async def __aenter__(self) -> CanClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _error(self, route: str, message: str, status: int | None = None) -> CanServiceError:
+        return CanServiceError(self.base_url, route, message, status)
+
+    async def _error_from(self, route: str, response: httpx.Response) -> CanServiceError:
+        body = await response.aread()
+        try:
+            message = str(json.loads(body)["error"])
+        except (ValueError, KeyError, TypeError):
+            message = body[:200].decode(errors="replace") or response.reason_phrase
+        return self._error(route, message, response.status_code)
+
+    async def _with_retries(self, route: str, replayable: bool, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self.retry_for
+        delay = FIRST_RETRY_DELAY
+        while True:
+            try:
+                return await attempt()
+            except _RetryableStatus as exc:
+                if not replayable or time.monotonic() + delay > deadline:
+                    raise exc.error from None
+            except httpx.TransportError as exc:
+                retryable = isinstance(exc, _NOT_REACHED) or (replayable and isinstance(exc, _CUT_OFF))
+                if not retryable:
+                    raise self._error(route, f"{type(exc).__name__}: {exc}") from exc
+                if time.monotonic() + delay > deadline:
+                    raise CanServiceUnavailable(
+                        self.base_url,
+                        route,
+                        f"store unreachable for {self.retry_for:g} s ({type(exc).__name__}: {exc or 'no answer'}); "
+                        "is CAN Service running at this URL?",
+                    ) from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    async def _call(self, route: str, request: Message, answer_type: type[M]) -> M:
+        """POST a small protobuf message and read a protobuf answer (idempotent routes)."""
+        body = request.SerializeToString()
+
+        async def attempt() -> M:
+            response = await self._client.post(route, content=body, headers={"Content-Type": PROTOBUF})
+            return await self._parse(route, response, answer_type)
+
+        return await self._with_retries(route, True, attempt)
+
+    async def _parse(self, route: str, response: httpx.Response, answer_type: type[M]) -> M:
+        if response.status_code in _RETRY_STATUSES:
+            raise _RetryableStatus(await self._error_from(route, response))
+        if response.status_code != 200:
+            raise await self._error_from(route, response)
+        answer = answer_type()
+        try:
+            answer.ParseFromString(await response.aread())
+        except DecodeError as exc:
+            raise self._error(route, f"answer is not a valid {answer_type.__name__}: {exc}") from exc
+        return answer
+
+    # --- the sync API -------------------------------------------------------------------------
+
+    async def hashes(self, since: int = 0) -> can_sync_pb2.HashesResponse:
+        """Digests of every asset whose changed_seq > since (trashed ones too) and the watermark."""
+        return await self._call(
+            f"/sync/hashes?since={int(since)}", can_sync_pb2.HashesRequest(since=since), can_sync_pb2.HashesResponse
+        )
+
+    @asynccontextmanager
+    async def pull(self, hashes: Sequence[str], offset: int = 0) -> AsyncIterator[AsyncIterator[PulledAsset]]:
+        """Stream these assets: `async with client.pull(hs) as assets: async for asset in assets: ...`;
+        read each asset's `content()` in order. Unknown hashes come back with found = False."""
+        route = "/sync/pull"
+        body = can_sync_pb2.PullRequest(hashes=list(hashes), offset=offset).SerializeToString()
+
+        async def attempt() -> httpx.Response:
+            request = self._client.build_request("POST", route, content=body, headers={"Content-Type": PROTOBUF})
+            response = await self._client.send(request, stream=True)
+            if response.status_code != 200:
+                error = await self._error_from(route, response)
+                await response.aclose()
+                raise _RetryableStatus(error) if response.status_code in _RETRY_STATUSES else error
+            return response
+
+        response = await self._with_retries(route, True, attempt)
+        try:
+            stream = ByteStream(self._body_chunks(route, response))
+            yield read_pulled_assets(stream, lambda message: self._error(route, message))
+        finally:
+            await response.aclose()
+
+    async def _body_chunks(self, route: str, response: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.TransportError as exc:
+            raise self._error(route, f"answer cut off: {type(exc).__name__}: {exc}") from exc
+
+    async def push(self, meta: can_sync_pb2.AssetMeta, content: AsyncIterable[bytes] | Path) -> can_sync_pb2.PushResult:
+        """Store an asset in the store, keeping meta.timestamp; the store re-hashes the content and
+        refuses (CanServiceError, status 400) a content that does not hash to meta.hash."""
+        route = "/sync/push"
+        header = meta.SerializeToString()
+        header = _LENGTH_PREFIX.pack(len(header)) + header
+        replayable = isinstance(content, Path)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield header
+            if isinstance(content, Path):
+                async for chunk in _file_chunks(content):
+                    yield chunk
+            else:
+                async for chunk in content:
+                    yield chunk
+
+        async def attempt() -> can_sync_pb2.PushResult:
+            response = await self._client.post(route, content=body(), headers={"Content-Type": PROTOBUF})
+            return await self._parse(route, response, can_sync_pb2.PushResult)
+
+        return await self._with_retries(route, replayable, attempt)
+
+    async def update_meta(self, update: can_sync_pb2.MetaUpdate) -> can_sync_pb2.MetaResult:
+        """Apply a metadata change; applied = False when the store already held a later one."""
+        return await self._call("/sync/meta", update, can_sync_pb2.MetaResult)
+
+    async def events(self, since: int = 0) -> AsyncIterator[StoreEvent]:
+        """Every change after `since` (0: from the first), then live ones, forever. Reconnects on a drop
+        and resumes after the last event seen, so none is lost or repeated."""
+        route = "/sync/events"
+        last = since
+        delay = FIRST_RETRY_DELAY
+        timeout = httpx.Timeout(self._timeout, read=max(SSE_READ_TIMEOUT, self._timeout))
+        while True:
+            try:
+                async with aconnect_sse(
+                    self._client, "GET", route, params={"since": str(last)}, timeout=timeout
+                ) as source:
+                    if source.response.status_code != 200:
+                        error = await self._error_from(route, source.response)
+                        if source.response.status_code not in _RETRY_STATUSES:
+                            raise error
+                    else:
+                        delay = FIRST_RETRY_DELAY
+                        async for sse in source.aiter_sse():
+                            event = self._store_event(route, sse.event, sse.data, sse.id)
+                            if event is None or event.changed_seq <= last:
+                                continue
+                            last = event.changed_seq
+                            yield event
+            except (httpx.TransportError, SSEError):
+                pass  # dropped or not reachable: reconnect below
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def _store_event(self, route: str, kind: str, data: str, event_id: str) -> StoreEvent | None:
+        if kind not in _EVENT_KINDS:
+            return None
+        try:
+            payload = json.loads(data)
+            seq = int(event_id) if event_id else int(payload["changed_seq"])
+            timestamp = payload.get("timestamp")
+            return StoreEvent(
+                kind=kind,
+                hash=str(payload["hash"]),
+                changed_seq=seq,
+                timestamp=int(timestamp) if timestamp is not None else None,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._error(route, f"unreadable {kind} event {data!r}: {exc}") from exc
+
+
+async def _file_chunks(path: Path, chunk_size: int = PUSH_CHUNK_BYTES) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(open, path, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, chunk_size):
+            yield chunk
+    finally:
+        handle.close()

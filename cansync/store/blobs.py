@@ -1,0 +1,96 @@
+"""Asset files on disk: flat files under storage_root, `.trash/` for trashed ones, and the temp files
+incoming content is streamed into (hashed on the way) before an atomic rename gives them their name."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from cansync.store.hashing import ContentHasher, new_content_hasher
+from cansync.store.records import AssetRecord
+
+TRASH_DIR_NAME = ".trash"
+INCOMING_PREFIX = ".incoming-"
+
+
+class IncomingBlob:
+    """Content arriving in chunks: written to a temp file in storage_root and hashed as it goes.
+    Its methods block (disk I/O): call them from a worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._hasher: ContentHasher = new_content_hasher()
+        self._file: BinaryIO | None = open(path, "xb")  # noqa: SIM115  (closed in finish/discard)
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "write after finish"
+        self._hasher.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> str:
+        """Make the bytes durable and return the content's hash."""
+        assert self._file is not None, "finish twice"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        return self._hasher.hexdigest()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.trash_dir = root / TRASH_DIR_NAME
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.trash_dir.mkdir(exist_ok=True)
+
+    def remove_leftover_incoming(self) -> int:
+        """Temp files of transfers cut off by a crash never became assets: remove them at start."""
+        removed = 0
+        for path in self.root.glob(f"{INCOMING_PREFIX}*"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def new_incoming(self) -> IncomingBlob:
+        return IncomingBlob(self.root / f"{INCOMING_PREFIX}{uuid.uuid4().hex}.part")
+
+    def path_for(self, record: AssetRecord) -> Path:
+        return (self.trash_dir if record.trashed else self.root) / record.file_name
+
+    def adopt(self, incoming: IncomingBlob, record: AssetRecord) -> Path:
+        """Give a finished temp file its asset name (atomic rename within storage_root)."""
+        final = self.path_for(record)
+        os.replace(incoming.path, final)
+        self._sync_dir(final.parent)
+        return final
+
+    def relocate(self, before: AssetRecord, after: AssetRecord) -> None:
+        """Move an asset's file when its trash state or tags (part of its name) change."""
+        old, new = self.path_for(before), self.path_for(after)
+        if old != new:
+            os.replace(old, new)
+            self._sync_dir(new.parent)
+            if old.parent != new.parent:
+                self._sync_dir(old.parent)
+
+    def open_content(self, record: AssetRecord) -> BinaryIO:
+        return open(self.path_for(record), "rb")  # noqa: SIM115  (the caller closes it)
+
+    @staticmethod
+    def _sync_dir(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
