@@ -24,7 +24,7 @@ from httpx_sse import SSEError, aconnect_sse
 from cansync.can.byte_stream import ByteStream
 from cansync.can.errors import CanServiceError, CanServiceUnavailable
 from cansync.can.events import META_CHANGED, NEW_ASSET, StoreEvent
-from cansync.can.pull import PulledAsset, read_pulled_assets
+from cansync.can.pull import PulledAsset, decode_pull_records, read_pulled_assets
 from cansync.wire.pb import can_sync_pb2
 
 SYNC_KEY_HEADER = "X-Sync-Key"
@@ -159,6 +159,21 @@ class CanClient:
             yield read_pulled_assets(stream, lambda message: self._error(route, message))
         finally:
             await response.aclose()
+
+    async def metadata(self, hashes: Sequence[str]) -> list[can_sync_pb2.AssetMeta]:
+        """The records (no content) of these assets; unknown hashes are left out."""
+        route = "/sync/pull"
+        body = can_sync_pb2.PullRequest(hashes=list(hashes), meta_only=True).SerializeToString()
+
+        async def attempt() -> bytes:
+            response = await self._client.post(route, content=body, headers={"Content-Type": PROTOBUF})
+            if response.status_code != 200:
+                error = await self._error_from(route, response)
+                raise _RetryableStatus(error) if response.status_code in _RETRY_STATUSES else error
+            return response.content
+
+        payload = await self._with_retries(route, True, attempt)
+        return [item.meta for item in decode_pull_records(payload, lambda message: self._error(route, message))]
 
     async def _body_chunks(self, route: str, response: httpx.Response) -> AsyncIterator[bytes]:
         try:

@@ -75,3 +75,25 @@ async def read_pulled_assets(stream: ByteStream, error: ErrorFactory) -> AsyncIt
             raise error(f"malformed PullItem in the pull answer: {exc}") from exc
         previous = PulledAsset(item, stream, error)
         yield previous
+
+
+def decode_pull_records(payload: bytes, error: ErrorFactory) -> list[can_sync_pb2.PullItem]:
+    """The found items of a meta_only pull answer (records without content)."""
+    items = []
+    position = 0
+    while position < len(payload):
+        if position + LENGTH_PREFIX.size > len(payload):
+            raise error("pull answer cut off inside a length prefix")
+        (length,) = LENGTH_PREFIX.unpack_from(payload, position)
+        position += LENGTH_PREFIX.size
+        if length > MAX_ITEM_BYTES or position + length > len(payload):
+            raise error(f"pull item of {length} bytes does not fit the answer")
+        item = can_sync_pb2.PullItem()
+        try:
+            item.ParseFromString(payload[position : position + length])
+        except DecodeError as exc:
+            raise error(f"malformed PullItem in the pull answer: {exc}") from exc
+        position += length
+        if item.found:
+            items.append(item)
+    return items

@@ -44,6 +44,7 @@ class SyncState:
         self.peers: dict[str, PeerState] = {}
         self.last_seq = 0  # newest journal seq folded, any peer
         self.local_seq = 0  # newest seq folded of the events that name no peer (our own store)
+        self.store_watermark = 0  # our store's change clock that the journal has caught up with
         self._handlers: dict[EventKind, Callable[[Event, PeerState | None], list[Command]]] = {
             EventKind.PEER_DISCOVERED: self._peer_discovered,
             EventKind.PEER_CONNECTED: self._peer_connected,
@@ -154,7 +155,12 @@ class SyncState:
                 "last_event_ms": state.last_event_ms,
                 "their_watermark": state.their_watermark,
             }
-        return {"last_seq": self.last_seq, "local_assets": len(self.local), "peers": peers}
+        return {
+            "last_seq": self.last_seq,
+            "local_assets": len(self.local),
+            "store_watermark": self.store_watermark,
+            "peers": peers,
+        }
 
     # ------------------------------------------------------------------ snapshots
 
@@ -163,6 +169,7 @@ class SyncState:
             "version": SNAPSHOT_VERSION,
             "last_seq": self.last_seq,
             "local_seq": self.local_seq,
+            "store_watermark": self.store_watermark,
             "local": sorted(self.local),
             "meta": {h: v.to_data() for h, v in sorted(self.meta.items())},
             "peers": {p: s.to_data() for p, s in sorted(self.peers.items())},
@@ -176,6 +183,7 @@ class SyncState:
         try:
             state.last_seq = int(data["last_seq"])
             state.local_seq = int(data["local_seq"])
+            state.store_watermark = int(data["store_watermark"])
             state.local = set(data["local"])
             state.meta = {h: MetaValue.from_data(v) for h, v in data["meta"].items()}
             state.peers = {p: PeerState.from_data(p, s) for p, s in data["peers"].items()}
@@ -284,6 +292,7 @@ class SyncState:
 
     def _local_asset_seen(self, event: Event, state: PeerState | None) -> list[Command]:
         assert event.hash is not None
+        self.store_watermark = max(self.store_watermark, int(event.data.get("changed_seq", 0)))
         if event.hash in self.local:
             return []
         self.local.add(event.hash)
@@ -381,6 +390,8 @@ class SyncState:
 
     def _metadata_changed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert event.hash is not None
+        if event.peer is None:
+            self.store_watermark = max(self.store_watermark, int(event.data.get("changed_seq", 0)))
         incoming = MetaValue.from_data(event.data)
         current = self.meta.get(event.hash)
         if current == incoming:

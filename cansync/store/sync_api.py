@@ -100,7 +100,10 @@ async def sync_pull(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     try:
         for asset_hash in hashes:
-            await _write_pull_item(response, store, asset_hash, pull.offset)
+            if pull.meta_only:
+                await _write_pull_record(response, store, asset_hash)
+            else:
+                await _write_pull_item(response, store, asset_hash, pull.offset)
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away
@@ -109,6 +112,15 @@ async def sync_pull(request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             request.transport.abort()
     return response
+
+
+async def _write_pull_record(response: web.StreamResponse, store: AssetStore, asset_hash: str) -> None:
+    record = await store.get(asset_hash)
+    if record is None:
+        await response.write(encode_delimited(can_sync_pb2.PullItem(hash=asset_hash, found=False)))
+        return
+    item = can_sync_pb2.PullItem(hash=asset_hash, found=True, meta=record.to_proto(), offset=record.size)
+    await response.write(encode_delimited(item))
 
 
 async def _write_pull_item(response: web.StreamResponse, store: AssetStore, asset_hash: str, offset: int) -> None:

@@ -83,7 +83,11 @@ def peer_event(peer: str) -> st.SearchStrategy[Event]:
 
 
 local_event = st.one_of(
-    st.builds(lambda h: Event(EventKind.LOCAL_ASSET_SEEN, hash=h, data={"size": 1}), assets),
+    st.builds(
+        lambda h, c: Event(EventKind.LOCAL_ASSET_SEEN, hash=h, data={"size": 1, "changed_seq": c}),
+        assets,
+        st.integers(0, 50),
+    ),
     st.builds(lambda h, m: Event(EventKind.METADATA_CHANGED, hash=h, data=m), assets, meta_data),
 )
 
