@@ -1,0 +1,115 @@
+"""Our own store's changes, journaled: SSE from the store for speed, a `since=` poll as the safety net.
+
+Both paths end in the same catch-up: ask the store for everything changed since the journal's store
+watermark and journal it. SSE only says "something changed, look now", so a dropped or reordered SSE
+event can delay a change by at most one poll interval and can never lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from cansync.agent.ledger import Ledger
+from cansync.can.client import CanClient
+from cansync.can.errors import CanServiceError
+from cansync.core.commands import Command
+from cansync.core.events import Event, EventKind
+from cansync.core.metadata import MetaValue
+
+log = logging.getLogger(__name__)
+
+EVENTS_PER_RECORD = 2000
+
+
+class LocalFeed:
+    def __init__(
+        self,
+        can: CanClient,
+        ledger: Ledger,
+        dispatch: Callable[[Sequence[Command]], Awaitable[None]],
+        *,
+        our_id: str,
+        poll_interval: float,
+    ) -> None:
+        self.can = can
+        self.ledger = ledger
+        self.dispatch = dispatch
+        self.our_id = our_id
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.caught_up = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(), name="store-events")
+        try:
+            while True:
+                try:
+                    await self.catch_up()
+                    self.caught_up.set()
+                except CanServiceError as exc:
+                    log.error("cannot read the local store's changes: %s (will retry)", exc)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for _ in self.can.events(since=self.ledger.state.store_watermark):
+                    self._wake.set()
+            except CanServiceError as exc:
+                log.warning("store event stream failed: %s; the poll keeps things moving", exc)
+            await asyncio.sleep(self.poll_interval)
+
+    async def catch_up(self) -> int:
+        """Journal every change the store made since the journal's watermark; return how many."""
+        async with self._lock:
+            since = self.ledger.state.store_watermark
+            answer = await self.can.hashes(since=since)
+            digests = [d for d in answer.assets if d.changed_seq > since]
+            if not digests:
+                return 0
+            state = self.ledger.state
+            changed_meta = [
+                d.hash
+                for d in digests
+                if d.meta_updated_ms
+                and (state.meta.get(d.hash) is None or state.meta[d.hash].updated_ms < d.meta_updated_ms)
+            ]
+            seen = [
+                Event(
+                    EventKind.LOCAL_ASSET_SEEN,
+                    hash=d.hash,
+                    data={"timestamp": d.timestamp, "size": d.size, "changed_seq": d.changed_seq},
+                )
+                for d in sorted(digests, key=lambda d: d.changed_seq)
+            ]
+            for start in range(0, len(seen), EVENTS_PER_RECORD):
+                await self.dispatch(await self.ledger.record(*seen[start : start + EVENTS_PER_RECORD]))
+            if changed_meta:
+                await self._journal_metadata(changed_meta)
+            return len(digests)
+
+    async def _journal_metadata(self, hashes: list[str]) -> None:
+        metas = await self.can.metadata(hashes)
+        events = []
+        for meta in metas:
+            value = MetaValue(
+                updated_ms=meta.meta_updated_ms,
+                origin=meta.meta_origin or self.our_id,  # an edit made on this store is ours
+                tags=tuple(meta.tags),
+                description=meta.description,
+                trashed=meta.trashed,
+            )
+            data = value.to_data() | {"changed_seq": meta.changed_seq}
+            events.append(Event(EventKind.METADATA_CHANGED, hash=meta.hash, data=data))
+        if events:
+            await self.dispatch(await self.ledger.record(*events))

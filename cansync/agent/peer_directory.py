@@ -1,0 +1,148 @@
+"""Where peers come from and how we keep dialing them.
+
+Every way a peer is found (ticket file, pkarr rendezvous, LAN beacon, another peer's list, an
+incoming connection) becomes a `peer_discovered` journal event, then a dial loop for that peer that
+backs off while it cannot connect and rests while a session is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from cansync.agent.internet_discovery import InternetDiscovery
+from cansync.core.events import Event, EventKind
+from cansync.discovery.lan import LanDiscovery
+from cansync.net.address import EndpointAddress
+from cansync.net.errors import TransportError
+from cansync.net.tickets import TicketError, read_ticket_file
+
+if TYPE_CHECKING:
+    from cansync.agent.runtime import Agent
+
+log = logging.getLogger(__name__)
+
+DIAL_BACKOFF_START = 0.5
+DIAL_BACKOFF_MAX = 30.0
+TICKET_POLL = 0.5
+
+
+class PeerDirectory:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.addresses: dict[str, EndpointAddress] = {}
+        self._via: dict[str, set[str]] = {}
+        self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._sources: list[asyncio.Task[None]] = []
+
+    async def run(self) -> None:
+        config = self.agent.config
+        if config.connect_ticket_file is not None:
+            self._sources.append(asyncio.create_task(self._watch_ticket_file(), name="ticket-file"))
+        if config.pkarr_relays:
+            internet = InternetDiscovery(
+                passphrase=self.agent.passphrase,
+                our_id=self.agent.our_id,
+                secret_key=self.agent.secret_key,
+                pkarr_relays=config.pkarr_relays,
+                our_address=self.agent.ticket_address,
+                learn=self.learn,
+                id_is_enough=self._id_is_enough,
+            )
+            self._sources.append(asyncio.create_task(internet.run(), name="rendezvous"))
+        if config.lan_discovery:
+            lan = LanDiscovery(
+                self.agent.passphrase,
+                self.agent.our_id,
+                lambda: list(self.agent.ticket_address().direct_addrs),
+                self._lan_peer,
+            )
+            self._sources.append(asyncio.create_task(lan.run(), name="lan-discovery"))
+        try:
+            await asyncio.gather(*self._sources)
+            await asyncio.Event().wait()
+        finally:
+            for task in [*self._sources, *self._dialers.values()]:
+                task.cancel()
+            await asyncio.gather(*self._sources, *self._dialers.values(), return_exceptions=True)
+
+    @property
+    def _id_is_enough(self) -> bool:
+        # with iroh's relays on, iroh can reach a peer by its id alone
+        return self.agent.config.relays != ()
+
+    async def _lan_peer(self, endpoint_id: str, addrs: list[str]) -> None:
+        try:
+            address = EndpointAddress(endpoint_id, tuple(addrs))
+        except ValueError as exc:
+            log.info("ignored a LAN beacon with an unusable address: %s", exc)
+            return
+        await self.learn(address, via="lan")
+
+    async def learn(self, address: EndpointAddress, via: str) -> None:
+        """A peer was found: journal how, remember its address, and keep dialing it."""
+        peer = address.endpoint_id
+        if peer == self.agent.our_id:
+            return
+        known = self.addresses.get(peer)
+        merged = address
+        if known is not None and not address.direct_addrs and not address.relay_url:
+            merged = known  # an id alone (incoming) adds nothing to what we can dial
+        changed = known != merged
+        vias = self._via.setdefault(peer, set())
+        if changed or via not in vias:
+            vias.add(via)
+            self.addresses[peer] = merged
+            assert self.agent.ledger is not None
+            await self.agent.ledger.record(
+                Event(EventKind.PEER_DISCOVERED, peer=peer, data={"via": via, "addrs": list(merged.direct_addrs)})
+            )
+        dialable = bool(merged.direct_addrs or merged.relay_url) or (via != "incoming" and self._id_is_enough)
+        if dialable and peer not in self._dialers:
+            self._dialers[peer] = asyncio.create_task(self._dial_loop(peer), name=f"dial-{peer[:10]}")
+
+    async def _dial_loop(self, peer: str) -> None:
+        """Keep a session with this peer: dial when there is none, back off while dials fail."""
+        delay = DIAL_BACKOFF_START
+        while True:
+            session = self.agent.sessions.get(peer)
+            if session is not None:
+                await session.ended.wait()
+                delay = DIAL_BACKOFF_START
+                await asyncio.sleep(DIAL_BACKOFF_START)
+                continue
+            address = self.addresses[peer]
+            try:
+                await self.agent.connect(address)
+                delay = DIAL_BACKOFF_START
+            except TransportError as exc:
+                log.info("peer %s: %s (retry in %.1f s)", peer[:10], exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DIAL_BACKOFF_MAX)
+                continue
+            await asyncio.sleep(DIAL_BACKOFF_START)
+
+    async def _watch_ticket_file(self) -> None:
+        """Dial the peer named in connect_ticket_file; re-read it when it changes (ports change on restart)."""
+        path = self.agent.config.connect_ticket_file
+        assert path is not None
+        last_text: str | None = None
+        complained = False
+        while True:
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                text = None
+            if text is not None and text != last_text:
+                try:
+                    address = read_ticket_file(path)
+                except TicketError as exc:
+                    if not complained:
+                        log.error("%s", exc)
+                        complained = True
+                else:
+                    last_text = text
+                    complained = False
+                    await self.learn(address, via="ticket")
+            await asyncio.sleep(TICKET_POLL)

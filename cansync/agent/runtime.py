@@ -1,0 +1,340 @@
+"""The agent: wires the journal, the machine, the store client, the endpoint and discovery together.
+
+A byte's way: store SSE -> LocalFeed -> journal -> machine -> Advertise -> session -> peer, and on the
+peer: Want -> journal -> machine -> SendAsset -> store pull -> transfer stream -> staging -> journal ->
+store push -> journal (received-from-peer mark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from cansync.agent.embedded_store import EmbeddedStore, embedded_sync_key
+from cansync.agent.ledger import Ledger
+from cansync.agent.local_feed import LocalFeed
+from cansync.agent.peer_directory import PeerDirectory
+from cansync.agent.session import PeerSession
+from cansync.agent.staging import StagingArea
+from cansync.can.client import CanClient
+from cansync.can.errors import CanServiceError
+from cansync.config import Config, ConfigError
+from cansync.core.commands import (
+    Advertise,
+    ApplyMetadata,
+    Command,
+    ForwardMetadata,
+    RecordSuperseded,
+    RequestAsset,
+    SendAsset,
+)
+from cansync.core.events import Event, EventKind
+from cansync.core.peer_state import LinkStatus
+from cansync.journal.recorder import Journal
+from cansync.net.address import EndpointAddress
+from cansync.net.endpoint import ALPN, PeerConnection, PeerEndpoint, open_endpoint
+from cansync.net.errors import AuthenticationFailed, TransportError
+from cansync.net.handshake import FailureLimiter, HandshakeKey, authenticate
+from cansync.net.node_key import NodeIdentity
+from cansync.net.tickets import write_ticket_file
+from cansync.wire.pb import can_sync_pb2
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 15.0
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.passphrase = config.require_passphrase()
+        self.identity: NodeIdentity | None = None
+        self.journal: Journal | None = None
+        self.ledger: Ledger | None = None
+        self.store: EmbeddedStore | None = None
+        self.can: CanClient | None = None
+        self.endpoint: PeerEndpoint | None = None
+        self.staging = StagingArea(config.staging_dir)
+        self.sessions: dict[str, PeerSession] = {}
+        self.directory: PeerDirectory | None = None
+        self.feed: LocalFeed | None = None
+        self.limiter = FailureLimiter(max_failures=5, window_s=60.0)
+        self._key: HandshakeKey | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session_tasks: set[asyncio.Task[None]] = set()
+        self.stopped = asyncio.Event()
+
+    @property
+    def our_id(self) -> str:
+        assert self.identity is not None
+        return self.identity.endpoint_id
+
+    @property
+    def secret_key(self) -> bytes:
+        assert self.identity is not None
+        return self.identity.secret_key
+
+    # ------------------------------------------------------------------ start and stop
+
+    async def start(self) -> None:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.identity = NodeIdentity.acquire(config.data_dir)
+        self.journal = await Journal.open(config.journal_path)
+        self.ledger = await Ledger.open(self.journal)
+        await self._close_stale_links()
+        url = config.can_service_url
+        sync_key = config.sync_api_key
+        if url is None:
+            sync_key = embedded_sync_key(config.data_dir, sync_key)
+            self.store = await EmbeddedStore.start(
+                config.embedded_store_root, port=config.store_port, sync_key=sync_key
+            )
+            url = self.store.url
+        if not sync_key:
+            raise ConfigError("sync_api_key is not set: it must match sync_api_key in the CAN Service's config.yaml")
+        self.can = CanClient(url, sync_key)
+        self._key = await asyncio.to_thread(HandshakeKey.derive, self.passphrase)
+        self.endpoint = await open_endpoint(
+            self.identity.secret_key, bind_addr=config.bind_addr, relays=config.relays, alpns=[ALPN]
+        )
+        self._write_tickets()
+        self.directory = PeerDirectory(self)
+        self.feed = LocalFeed(
+            self.can, self.ledger, self.dispatch, our_id=self.our_id, poll_interval=config.poll_interval_secs
+        )
+        self._tasks = [
+            asyncio.create_task(self.feed.run(), name="local-feed"),
+            asyncio.create_task(self._accept_loop(), name="accept"),
+            asyncio.create_task(self.directory.run(), name="peer-directory"),
+        ]
+        log.info("agent %s started (store %s, journal %s)", self.our_id[:10], url, config.journal_path)
+
+    async def _close_stale_links(self) -> None:
+        """A crash leaves links open in the journal; close them first, so their transfers count as cut off."""
+        assert self.ledger is not None
+        stale = [
+            Event(EventKind.PEER_DISCONNECTED, peer=peer, data={"reason": "agent restarted"})
+            for peer, state in sorted(self.ledger.state.peers.items())
+            if state.link in (LinkStatus.CONNECTED, LinkStatus.AUTHENTICATED)
+        ]
+        if stale:
+            await self.ledger.record(*stale)
+
+    def _write_tickets(self) -> None:
+        assert self.endpoint is not None
+        address = self.ticket_address()
+        write_ticket_file(self.config.data_dir / "ticket.json", address)
+        if self.config.ticket_file is not None:
+            write_ticket_file(self.config.ticket_file, address)
+
+    def ticket_address(self) -> EndpointAddress:
+        """Our address as peers should dial it: an unspecified bind address is useless to them."""
+        assert self.endpoint is not None
+        address = self.endpoint.addr()
+        addrs = [a for a in address.direct_addrs if not a.startswith(("0.0.0.0:", "[::]:"))]
+        if not addrs:
+            addrs = [s.replace("0.0.0.0:", "127.0.0.1:") for s in self.endpoint.bound_sockets() if "0.0.0.0:" in s]
+        return EndpointAddress(address.endpoint_id, tuple(addrs), address.relay_url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in list(self.sessions.values()):
+            session.close("agent stopping")
+        await asyncio.gather(*self._session_tasks, return_exceptions=True)
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        if self.ledger is not None:
+            await self.ledger.close()
+        if self.journal is not None:
+            await self.journal.close()
+        if self.can is not None:
+            await self.can.aclose()
+        if self.store is not None:
+            await self.store.stop()
+        if self.identity is not None:
+            self.identity.release()
+        self.stopped.set()
+
+    # ------------------------------------------------------------------ commands
+
+    async def dispatch(self, commands: Sequence[Command]) -> None:
+        """Turn the machine's commands into I/O. Commands for a peer without a session wait for it:
+        the machine derives them again when the peer authenticates."""
+        assert self.ledger is not None and self.can is not None
+        for command in commands:
+            if isinstance(command, RequestAsset):
+                await self._request(command)
+            elif isinstance(command, SendAsset):
+                session = self.sessions.get(command.peer)
+                if session is not None:
+                    session.send_asset(command.hash, command.offset)
+            elif isinstance(command, Advertise):
+                session = self.sessions.get(command.peer)
+                if session is not None:
+                    session.advertise(command.hashes)
+            elif isinstance(command, ForwardMetadata):
+                session = self.sessions.get(command.peer)
+                if session is not None:
+                    session.send_metadata(command.hash, command.value)
+            elif isinstance(command, ApplyMetadata):
+                await self._apply_metadata(command)
+            elif isinstance(command, RecordSuperseded):
+                await self.ledger.record(
+                    Event(
+                        EventKind.METADATA_SUPERSEDED,
+                        hash=command.hash,
+                        data={"loser": command.loser.to_data(), "winner": command.winner.to_data()},
+                    )
+                )
+
+    async def _request(self, command: RequestAsset) -> None:
+        assert self.ledger is not None
+        session = self.sessions.get(command.peer)
+        if (
+            session is None
+            or self.ledger.state.incoming_active(command.hash)
+            or command.hash in self.ledger.state.local
+        ):
+            return
+        offset = await asyncio.to_thread(self.staging.resume_point, command.hash, command.offset)
+        await self.ledger.record(
+            Event(
+                EventKind.TRANSFER_REQUESTED,
+                peer=command.peer,
+                hash=command.hash,
+                data={"direction": "in", "offset": offset},
+            )
+        )
+        session.request(command.hash, offset)
+
+    async def _apply_metadata(self, command: ApplyMetadata) -> None:
+        assert self.can is not None
+        value = command.value
+        update = can_sync_pb2.MetaUpdate(
+            hash=command.hash, tags=list(value.tags), description=value.description,
+            trashed=value.trashed, updated_ms=value.updated_ms, origin=value.origin,
+        )  # fmt: skip
+        try:
+            await self.can.update_meta(update)
+        except CanServiceError as exc:
+            # the change stays journaled; the next catch-up or reconnect brings it again
+            log.error("could not apply a metadata change to %s: %s", command.hash[:12], exc)
+
+    # ------------------------------------------------------------------ sessions
+
+    def peer_addresses(self, exclude: str) -> list[EndpointAddress]:
+        assert self.directory is not None
+        return [a for p, a in self.directory.addresses.items() if p != exclude and p in self.sessions]
+
+    async def learned_peer(self, address: EndpointAddress, via: str) -> None:
+        assert self.directory is not None
+        await self.directory.learn(address, via)
+
+    async def _accept_loop(self) -> None:
+        assert self.endpoint is not None
+        while True:
+            conn = await self.endpoint.accept()
+            if conn is None:
+                return
+            self._start_session_task(self._serve(conn, initiator=False))
+
+    def _start_session_task(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_tasks.discard)
+        return task
+
+    async def connect(self, address: EndpointAddress) -> None:
+        """Dial a peer and serve the session until it ends (raises TransportError if it cannot connect)."""
+        assert self.endpoint is not None
+        conn = await self.endpoint.connect(address)
+        await self._serve(conn, initiator=True, address=address)
+
+    async def _serve(self, conn: PeerConnection, *, initiator: bool, address: EndpointAddress | None = None) -> None:
+        assert self.ledger is not None and self.can is not None and self._key is not None
+        peer = conn.remote_id_hex
+        if not self.limiter.allowed(peer):
+            conn.close("too many failed handshakes")
+            return
+        # A second connection to a peer we already serve must not touch the peer's link in the
+        # journal until it is admitted: it could be the duplicate that gets dropped.
+        second = peer in self.sessions
+        if not second:
+            await self.ledger.record(
+                Event(
+                    EventKind.PEER_CONNECTED,
+                    peer=peer,
+                    data={
+                        "direction": "out" if initiator else "in",
+                        "addrs": list(address.direct_addrs) if address else [],
+                    },
+                )
+            )
+        try:
+            control = await (conn.open_control() if initiator else conn.accept_control(timeout=HANDSHAKE_TIMEOUT))
+            await authenticate(
+                control, key=self._key, our_id=self.our_id, their_id=peer, initiator=initiator,
+                timeout=HANDSHAKE_TIMEOUT,
+            )  # fmt: skip
+        except AuthenticationFailed as exc:
+            self.limiter.record_failure(peer)
+            log.warning("peer %s rejected: %s", peer[:10], exc.reason)
+            await self.ledger.record(Event(EventKind.PEER_REJECTED, peer=peer, data={"reason": exc.reason}))
+            conn.close("authentication failed")
+            return
+        except TransportError as exc:
+            log.info("peer %s: handshake did not complete: %s", peer[:10], exc)
+            if not second:
+                await self.ledger.record(Event(EventKind.PEER_DISCONNECTED, peer=peer, data={"reason": str(exc)}))
+            conn.close("handshake failed")
+            return
+        self.limiter.record_success(peer)
+        if not await self._admit(peer, initiator):
+            log.info("peer %s: dropped a duplicate connection", peer[:10])
+            conn.close("duplicate connection")
+            return
+        if address is None:
+            assert self.directory is not None
+            await self.directory.learn(EndpointAddress(peer), via="incoming")
+        session = PeerSession(
+            peer, conn, control, initiator=initiator, ledger=self.ledger, can=self.can, staging=self.staging, host=self
+        )
+        self.sessions[peer] = session
+        try:
+            await session.run()
+        finally:
+            if self.sessions.get(peer) is session:
+                del self.sessions[peer]
+
+    async def _admit(self, peer: str, initiator: bool) -> bool:
+        """Two agents that dial each other at once end up with two connections; both keep the one
+        dialed by the smaller endpoint id, so they agree without talking about it."""
+        existing = self.sessions.get(peer)
+        if existing is None:
+            return True
+        dialer_of_new = self.our_id if initiator else peer
+        if dialer_of_new != min(self.our_id, peer) or existing.initiator == initiator:
+            return False
+        # the old session journals its disconnect (cutting off its transfers) before the new one starts
+        existing.close("replaced by the connection dialed by the smaller id")
+        await existing.ended.wait()
+        return self.sessions.get(peer) in (None, existing)
+
+
+async def run_agent(config: Config, *, ready_file: Path | None = None) -> None:
+    """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
+    agent = Agent(config)
+    try:
+        await agent.start()
+        if ready_file is not None:
+            ready_file.write_text(agent.our_id + "\n")
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await agent.stop()

@@ -1,0 +1,214 @@
+"""Two stores, two agents, real processes on 127.0.0.1: mirror, live, resume, strangers, lies."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import SYNC_KEY, Cluster
+from tests.helpers.assets import assert_files_match_names, asset_files, ingest, make_bytes, store_digests
+from tests.helpers.store_process import wait_until
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def mixed_sizes(count: int = 102) -> list[int]:
+    """1 KiB to 64 MiB: a few large assets and many small ones, about 124 MiB in all."""
+    large = [64 * MiB, 16 * MiB, 16 * MiB, 4 * MiB, 4 * MiB, 4 * MiB, 4 * MiB]
+    small = [KiB * (1 + (i * 37) % 256) for i in range(count - len(large))]
+    return large + small
+
+
+def journal_rows(agent_home: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(f"file:{agent_home / 'data' / 'journal.db'}?mode=ro", uri=True, timeout=10) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def test_two_agents_mirror_102_mixed_assets_each_way_and_name_the_sender(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    sizes = mixed_sizes()
+    a_hashes = {ingest(a.api, make_bytes(1000 + i, n), f"a{i}.bin") for i, n in enumerate(sizes)}
+    b_hashes = {ingest(b.api, make_bytes(2000 + i, n), f"b{i}.bin") for i, n in enumerate(sizes)}
+    assert len(a_hashes) == len(b_hashes) == 102
+    union = a_hashes | b_hashes
+
+    b.start_agent()
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+    started = time.monotonic()
+    assert wait_until(
+        lambda: (
+            set(store_digests(a.store.url, SYNC_KEY)) == union and set(store_digests(b.store.url, SYNC_KEY)) == union
+        ),
+        timeout=180,
+        interval=0.5,
+    ), "the stores did not converge on the union"
+    elapsed = time.monotonic() - started
+    print(f"mirrored {len(union)} assets ({2 * sum(sizes) / MiB:.0f} MiB both ways) in {elapsed:.1f} s")
+
+    for node in (a, b):
+        assert assert_files_match_names(node.store.root) == 204
+        assert set(asset_files(node.store.root)) == union
+    # the audit names the sender of an asset that came from A
+    sample = sorted(a_hashes)[0]
+    rows = b.agent.journal("--hash", sample)  # type: ignore[union-attr]
+    received = [r for r in rows if r["kind"] == "asset_received"]
+    assert len(received) == 1 and received[0]["peer"] == a.agent.endpoint_id  # type: ignore[union-attr]
+    completed = [r for r in rows if r["kind"] == "transfer_completed"]
+    assert completed and completed[0]["data"]["verified"] is True
+    # nothing B received from A was sent back to A
+    echoed = journal_rows(
+        b.home,
+        "SELECT hash FROM events WHERE kind='transfer_completed' AND peer=? AND data LIKE '%\"direction\":\"out\"%'",
+        a.agent.endpoint_id,  # type: ignore[union-attr]
+    )
+    assert not ({h for (h,) in echoed} & a_hashes)
+
+
+def test_a_new_asset_appears_on_the_other_side_within_5_s_and_is_not_sent_back(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    b.start_agent()
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+    assert wait_until(lambda: b.agent.endpoint_id in _authenticated(a.home), timeout=30)  # type: ignore[union-attr]
+
+    for origin, target, seed in ((a, b, 1), (b, a, 2)):
+        started = time.monotonic()
+        asset = ingest(origin.api, make_bytes(seed, 300 * KiB), "live.bin")
+        assert wait_until(
+            lambda a=asset, t=target: a in store_digests(t.store.url, SYNC_KEY), timeout=5, interval=0.05
+        ), f"asset ingested on {origin.name} did not reach {target.name} within 5 s"
+        print(f"{origin.name} -> {target.name}: {time.monotonic() - started:.2f} s")
+        time.sleep(1.5)  # give an echo every chance to happen
+        back = journal_rows(
+            target.home,
+            "SELECT count(*) FROM events WHERE kind IN ('transfer_requested','transfer_completed') AND hash=? "
+            'AND data LIKE \'%"direction":"out"%\'',
+            asset,
+        )
+        assert back == [(0,)], f"{target.name} sent {asset[:12]} back to {origin.name}"
+        origin_received = journal_rows(
+            origin.home, "SELECT count(*) FROM events WHERE kind='asset_received' AND hash=?", asset
+        )
+        assert origin_received == [(0,)]
+
+
+def _authenticated(home: Path) -> set[str]:
+    try:
+        rows = journal_rows(home, "SELECT DISTINCT peer FROM events WHERE kind='peer_authenticated'")
+    except sqlite3.OperationalError:
+        return set()
+    return {peer for (peer,) in rows}
+
+
+def test_kill_9_mid_transfer_resumes_from_the_last_checkpoint(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    size = 256 * MiB
+    asset = ingest(a.api, make_bytes(7, size), "big.bin")
+    b.start_agent()
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+
+    def checkpointed() -> int:
+        try:
+            rows = journal_rows(
+                b.home, "SELECT max(seq) FROM events WHERE kind='transfer_checkpointed' AND hash=?", asset
+            )
+        except sqlite3.OperationalError:
+            return 0
+        return rows[0][0] or 0
+
+    assert wait_until(lambda: checkpointed() >= 40, timeout=120, interval=0.02), "the transfer never got going"
+    b.agent.kill9()  # type: ignore[union-attr]
+    last_offset = _last_checkpoint(b.home, asset)
+    assert 0 < last_offset < size
+
+    b.start_agent()
+    assert wait_until(lambda: asset in store_digests(b.store.url, SYNC_KEY), timeout=120, interval=0.2)
+    assert assert_files_match_names(b.store.root) == 1
+
+    starts = journal_rows(
+        b.home,
+        "SELECT json_extract(data,'$.offset') FROM events WHERE kind='transfer_started' AND hash=? ORDER BY seq",
+        asset,
+    )
+    assert len(starts) == 2 and starts[0][0] == 0
+    resumed_at = starts[1][0]
+    assert resumed_at == last_offset, "the transfer did not resume exactly at its last journaled checkpoint"
+    sent_after = journal_rows(
+        b.home,
+        "SELECT json_extract(data,'$.sent') FROM events WHERE kind='transfer_completed' AND hash=?",
+        asset,
+    )
+    assert sent_after == [(size - resumed_at,)]
+    # at most one chunk per stream arrived before the kill without being checkpointed, so at most one
+    # chunk (1 MiB) is sent twice
+    print(f"resumed at {resumed_at / MiB:.1f} MiB of {size / MiB:.0f} MiB")
+
+
+def _last_checkpoint(home: Path, asset: str) -> int:
+    rows = journal_rows(
+        home,
+        "SELECT json_extract(data,'$.offset') FROM events WHERE kind='transfer_checkpointed' AND hash=? "
+        "ORDER BY seq DESC LIMIT 1",
+        asset,
+    )
+    return int(rows[0][0])
+
+
+def test_a_stranger_with_the_wrong_passphrase_gets_nothing_and_is_journaled_as_rejected(cluster: Cluster):
+    a, stranger = cluster.add("a"), cluster.add("stranger")
+    secret = ingest(a.api, make_bytes(3, 10 * KiB), "secret.bin")
+    a.start_agent()
+    stranger.start_agent(sync_passphrase="not the passphrase", connect_ticket_file=a.home / "ticket.json")
+    stranger_id = stranger.agent.endpoint_id  # type: ignore[union-attr]
+
+    def rejected() -> list[tuple]:
+        try:
+            return journal_rows(a.home, "SELECT data FROM events WHERE kind='peer_rejected' AND peer=?", stranger_id)
+        except sqlite3.OperationalError:
+            return []
+
+    assert wait_until(lambda: bool(rejected()), timeout=30), "the stranger was not journaled as rejected"
+    time.sleep(2)
+    assert secret not in store_digests(stranger.store.url, SYNC_KEY)
+    assert store_digests(stranger.store.url, SYNC_KEY) == {}
+    assert _authenticated(a.home) == set()
+    status = a.agent.cli("status").stdout  # type: ignore[union-attr]
+    assert "rejected" in status
+
+
+def test_content_that_does_not_match_its_hash_is_refused_journaled_and_re_requested(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    asset = ingest(a.api, make_bytes(11, 2 * MiB), "victim.bin")
+    # damage the bytes on A's disk: A's store now serves content that does not hash to its name
+    path = asset_files(a.store.root)[asset]
+    data = bytearray(path.read_bytes())
+    data[12345] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    b.start_agent()
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+
+    def failures() -> list[tuple]:
+        try:
+            return journal_rows(
+                b.home, "SELECT data FROM events WHERE kind='transfer_failed' AND hash=? ORDER BY seq", asset
+            )
+        except sqlite3.OperationalError:
+            return []
+
+    assert wait_until(lambda: len(failures()) >= 3, timeout=60), "the bad content was not refused and re-requested"
+    time.sleep(1.5)
+    # after three lies from one peer the machine stops asking it: no endless loop of bad transfers
+    assert len(failures()) == 3
+    assert all('"discard":true' in data for (data,) in failures())
+    assert "does not match its hash" in failures()[0][0]
+    requests = journal_rows(
+        b.home,
+        "SELECT count(*) FROM events WHERE kind='transfer_requested' AND hash=? AND data LIKE '%\"direction\":\"in\"%'",
+        asset,
+    )
+    assert requests[0][0] >= 2
+    assert asset not in store_digests(b.store.url, SYNC_KEY)
+    assert asset_files(b.store.root) == {}
+    assert not list((b.home / "data" / "staging").glob("*.part"))
