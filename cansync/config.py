@@ -37,6 +37,7 @@ class Config:
     pkarr_relays: tuple[str, ...] = DEFAULT_PKARR_RELAYS
     lan_discovery: bool = True
     store_port: int = DEFAULT_STORE_PORT  # port of the embedded store when can_service_url is unset
+    transfer_stall_secs: float = 30.0  # a transfer that moves no byte for this long is cut off and retried
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -88,9 +89,9 @@ def _coerce(key: str, value: Any, base_dir: Path) -> Any:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{key} entry {url!r} is not an http(s) URL")
         return tuple(value)
-    if key == "poll_interval_secs":
+    if key in ("poll_interval_secs", "transfer_stall_secs"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"poll_interval_secs must be a positive number of seconds, got {value!r}")
+            raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
         return float(value)
     if key == "store_port":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:

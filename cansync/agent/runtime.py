@@ -303,7 +303,15 @@ class Agent:
             assert self.directory is not None
             await self.directory.learn(EndpointAddress(peer), via="incoming")
         session = PeerSession(
-            peer, conn, control, initiator=initiator, ledger=self.ledger, can=self.can, staging=self.staging, host=self
+            peer,
+            conn,
+            control,
+            initiator=initiator,
+            ledger=self.ledger,
+            can=self.can,
+            staging=self.staging,
+            host=self,
+            stall_timeout=self.config.transfer_stall_secs,
         )
         self.sessions[peer] = session
         try:

@@ -22,7 +22,7 @@ from typing import Protocol
 from cansync.agent.ledger import Ledger
 from cansync.agent.staging import StagingArea
 from cansync.can.client import CanClient
-from cansync.can.errors import CanServiceError
+from cansync.can.errors import CanServiceError, CanServiceUnavailable
 from cansync.core.commands import Command
 from cansync.core.events import Event, EventKind
 from cansync.core.metadata import MetaValue
@@ -76,6 +76,7 @@ class PeerSession:
         can: CanClient,
         staging: StagingArea,
         host: SessionHost,
+        stall_timeout: float = TRANSFER_READ_TIMEOUT,
     ) -> None:
         self.peer = peer
         self.short = peer[:10]
@@ -86,6 +87,7 @@ class PeerSession:
         self.can = can
         self.staging = staging
         self.host = host
+        self.stall_timeout = stall_timeout
         self._outbox = _Outbox({}, [], [], asyncio.Event())
         self._send_slots = asyncio.Semaphore(PARALLEL_SENDS)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -395,7 +397,7 @@ class PeerSession:
     async def _receive(self, reader: FrameReader) -> None:
         asset = ""
         try:
-            header = await reader.expect(FrameType.ASSET_HEADER, timeout=TRANSFER_READ_TIMEOUT)
+            header = await reader.expect(FrameType.ASSET_HEADER, timeout=self.stall_timeout)
             assert isinstance(header, peer_pb2.AssetHeader)
             asset = header.meta.hash
             await self._receive_content(reader, header)
@@ -438,7 +440,7 @@ class PeerSession:
         received = 0
         try:
             while True:
-                frame = await reader.read_frame(timeout=TRANSFER_READ_TIMEOUT)
+                frame = await reader.read_frame(timeout=self.stall_timeout)
                 if frame is None:
                     raise FrameError(f"transfer of {asset[:12]} ended before its AssetEnd frame")
                 ftype, payload = frame
@@ -493,15 +495,11 @@ class PeerSession:
             await self.can.push(meta, self.staging.path(asset))
         except CanServiceError as exc:
             # keep the staged bytes: the re-request resumes at the end and only the push is redone
+            local_fault = isinstance(exc, CanServiceUnavailable) or (exc.status or 0) >= 500
+            log.error("peer %s: could not store %s locally: %s", self.short, asset[:12], exc)
+            data = {"direction": "in", "reason": f"local store: {exc}", "discard": False, "local_fault": local_fault}
             await self.host.dispatch(
-                await self.ledger.record(
-                    Event(
-                        EventKind.TRANSFER_FAILED,
-                        peer=self.peer,
-                        hash=asset,
-                        data={"direction": "in", "reason": f"local store refused it: {exc}", "discard": False},
-                    )
-                )
+                await self.ledger.record(Event(EventKind.TRANSFER_FAILED, peer=self.peer, hash=asset, data=data))
             )
             return
         commands = await self.ledger.record(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
@@ -43,6 +44,9 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
+
+
+log = logging.getLogger(__name__)
 
 
 class _RetryableStatus(Exception):
@@ -97,6 +101,11 @@ class CanClient:
                 retryable = isinstance(exc, _NOT_REACHED) or (replayable and isinstance(exc, _CUT_OFF))
                 if not retryable:
                     raise self._error(route, f"{type(exc).__name__}: {exc}") from exc
+                if delay == FIRST_RETRY_DELAY:  # say it once per outage, not once per attempt
+                    log.warning(
+                        "store %s unreachable on %s (%s); retrying for up to %g s",
+                        self.base_url, route, type(exc).__name__, self.retry_for,
+                    )  # fmt: skip
                 if time.monotonic() + delay > deadline:
                     raise CanServiceUnavailable(
                         self.base_url,
@@ -233,8 +242,10 @@ class CanClient:
                                 continue
                             last = event.changed_seq
                             yield event
-            except (httpx.TransportError, SSEError):
-                pass  # dropped or not reachable: reconnect below
+            except (httpx.TransportError, SSEError) as exc:
+                # dropped or not reachable: reconnect below, catching up from the last seen change
+                if delay == FIRST_RETRY_DELAY:
+                    log.warning("store %s event stream lost (%s); reconnecting", self.base_url, type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
 

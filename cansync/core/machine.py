@@ -42,6 +42,7 @@ class SyncState:
         self.local: set[str] = set()  # assets our store holds
         self.meta: dict[str, MetaValue] = {}  # winning metadata change per asset
         self.peers: dict[str, PeerState] = {}
+        self._emit = True  # False while replaying: handlers update state and skip building commands
         self.last_seq = 0  # newest journal seq folded, any peer
         self.local_seq = 0  # newest seq folded of the events that name no peer (our own store)
         self.store_watermark = 0  # our store's change clock that the journal has caught up with
@@ -69,6 +70,17 @@ class SyncState:
 
     def apply(self, event: Event) -> list[Command]:
         """Fold one event; return what it implies. A duplicate (seq already folded for its peer) is ignored."""
+        return self._fold(event) or []
+
+    def replay(self, event: Event) -> None:
+        """Fold one event without working out its commands: a replay acts on nothing, so it skips that cost."""
+        self._emit = False
+        try:
+            self._fold(event)
+        finally:
+            self._emit = True
+
+    def _fold(self, event: Event) -> list[Command]:
         peer_state: PeerState | None = None
         if event.peer is not None:
             peer_state = self.peers.get(event.peer)
@@ -243,7 +255,7 @@ class SyncState:
         assert state is not None
         state.link = LinkStatus.AUTHENTICATED
         state.reject_reason = None
-        return list(self.requests_for(state.peer))
+        return self.requests_for(state.peer) if self._emit else []
 
     def _peer_rejected(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
@@ -265,7 +277,8 @@ class SyncState:
         for asset, transfer in sorted(state.incoming.items()):
             if transfer.status.active:
                 transfer.status = TransferStatus.INTERRUPTED
-                commands.extend(self._request_elsewhere(asset, exclude=state.peer))
+                if self._emit:
+                    commands.extend(self._request_elsewhere(asset, exclude=state.peer))
         return commands
 
     def _peer_protocol_error(self, event: Event, state: PeerState | None) -> list[Command]:
@@ -281,7 +294,7 @@ class SyncState:
         state.has.update(hashes)
         state.their_watermark = max(state.their_watermark, int(event.data.get("watermark", 0)))
         state.last_sync_ms = max(state.last_sync_ms, event.time_ms)
-        if state.link is not LinkStatus.AUTHENTICATED:
+        if state.link is not LinkStatus.AUTHENTICATED or not self._emit:
             return []
         return [self._request(state.peer, h) for h in hashes if h not in self.local and self._may_request(state, h)]
 
@@ -296,6 +309,8 @@ class SyncState:
         if event.hash in self.local:
             return []
         self.local.add(event.hash)
+        if not self._emit:
+            return []
         return [
             Advertise(peer, (event.hash,))
             for peer in self.authenticated_peers()
@@ -361,11 +376,12 @@ class SyncState:
         side = self._side(event, state)
         transfer = side.setdefault(event.hash, Transfer(TransferStatus.FAILED))
         transfer.status = TransferStatus.FAILED
-        transfer.failures += 1
+        if not event.data.get("local_fault"):  # our store being down is not the peer's fault
+            transfer.failures += 1
         transfer.discarded = bool(event.data.get("discard", False))
         if transfer.discarded:
             transfer.offset = 0
-        if side is state.outgoing or event.hash in self.local:
+        if side is state.outgoing or event.hash in self.local or not self._emit:
             return []
         if state.link is LinkStatus.AUTHENTICATED and event.hash in state.has and self._may_request(state, event.hash):
             return [self._request(state.peer, event.hash)]
@@ -379,6 +395,8 @@ class SyncState:
         transfer = state.incoming.get(event.hash)
         if transfer is not None and transfer.status is not TransferStatus.COMPLETED:
             transfer.status = TransferStatus.COMPLETED
+        if not self._emit:
+            return []
         # Tell the other peers: they may lack it. Never the peer it came from.
         return [
             Advertise(peer, (event.hash,))
@@ -400,6 +418,8 @@ class SyncState:
             assert current is not None
             return [RecordSuperseded(event.hash, loser=incoming, winner=current)]
         self.meta[event.hash] = incoming
+        if not self._emit:
+            return []
         commands: list[Command] = []
         if current is not None:
             commands.append(RecordSuperseded(event.hash, loser=current, winner=incoming))
@@ -416,8 +436,8 @@ def _nothing(event: Event, state: PeerState | None) -> list[Command]:
 
 
 def fold(events: Iterable[Event], state: SyncState | None = None) -> SyncState:
-    """Fold events into a (new) state, discarding the commands: what replay needs."""
+    """Fold events into a (new) state without working out commands: what replay needs."""
     state = state if state is not None else SyncState()
     for event in events:
-        state.apply(event)
+        state.replay(event)
     return state

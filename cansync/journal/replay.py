@@ -28,7 +28,7 @@ async def rebuild_state(journal: Journal, *, use_snapshot: bool = True) -> tuple
             log.warning("%s: not using the snapshot (%s); folding every event instead", journal.path, exc)
             state, last_seq = SyncState(), 0
     async for event in journal.read(after_seq=last_seq):
-        state.apply(event)
+        state.replay(event)
         last_seq = event.seq
     return state, last_seq
 

@@ -100,3 +100,12 @@ def test_resume_offset_is_the_furthest_checkpoint_unless_discarded():
     assert state.resume_offset(asset) == 4096
     emit(EventKind.TRANSFER_FAILED, direction="in", discard=True)
     assert state.resume_offset(asset) == 0
+
+
+@settings(max_examples=120)
+@given(streams=journal())
+def test_a_quiet_replay_lands_on_the_same_state_as_acting_on_every_event(streams):
+    events = canonical(streams)
+    acting = SyncState()
+    acting.apply_all(events)
+    assert fold(events) == acting
