@@ -38,6 +38,8 @@ class Config:
     lan_discovery: bool = True
     store_port: int = DEFAULT_STORE_PORT  # port of the embedded store when can_service_url is unset
     transfer_stall_secs: float = 30.0  # a transfer that moves no byte for this long is cut off and retried
+    rendezvous_scan_secs: float = 15.0  # how often the 8 pkarr slots are read (the Rust agent: 15 s)
+    rendezvous_publish_secs: float = 60.0  # how often our slot and address record are re-published (Rust: 60 s)
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -89,7 +91,7 @@ def _coerce(key: str, value: Any, base_dir: Path) -> Any:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{key} entry {url!r} is not an http(s) URL")
         return tuple(value)
-    if key in ("poll_interval_secs", "transfer_stall_secs"):
+    if key in ("poll_interval_secs", "transfer_stall_secs", "rendezvous_scan_secs", "rendezvous_publish_secs"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
         return float(value)

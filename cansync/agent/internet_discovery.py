@@ -21,7 +21,6 @@ from cansync.net.address import EndpointAddress
 
 log = logging.getLogger(__name__)
 
-ADDRESS_REPUBLISH = 60.0
 RESOLVE_AGAIN_AFTER = 15.0
 
 
@@ -45,6 +44,7 @@ class InternetDiscovery:
         self._learn = learn
         self._id_is_enough = id_is_enough
         self._relays = list(pkarr_relays)
+        self._publish_interval = publish_interval
         self._client = PkarrRelayClient(self._relays)
         self._resolved_at: dict[str, float] = {}
         self.rendezvous = Rendezvous(
@@ -73,7 +73,7 @@ class InternetDiscovery:
                 await self._client.publish(packet)
             except (PkarrError, OSError) as exc:
                 log.warning("could not publish our address record to the pkarr relays: %s", exc)
-            await asyncio.sleep(ADDRESS_REPUBLISH)
+            await asyncio.sleep(self._publish_interval)
 
     async def _found(self, endpoint_id: str, slot: int) -> None:
         now = time.monotonic()

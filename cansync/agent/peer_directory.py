@@ -49,6 +49,8 @@ class PeerDirectory:
                 our_address=self.agent.ticket_address,
                 learn=self.learn,
                 id_is_enough=self._id_is_enough,
+                publish_interval=config.rendezvous_publish_secs,
+                scan_interval=config.rendezvous_scan_secs,
             )
             self._sources.append(asyncio.create_task(internet.run(), name="rendezvous"))
         if config.lan_discovery:
@@ -87,8 +89,8 @@ class PeerDirectory:
             return
         known = self.addresses.get(peer)
         merged = address
-        if known is not None and not address.direct_addrs and not address.relay_url:
-            merged = known  # an id alone (incoming) adds nothing to what we can dial
+        if known is not None and (via == "incoming" or not (address.direct_addrs or address.relay_url)):
+            merged = known  # what a peer dialed us from adds nothing to an address we already dial
         changed = known != merged
         vias = self._via.setdefault(peer, set())
         if changed or via not in vias:

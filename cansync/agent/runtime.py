@@ -301,7 +301,7 @@ class Agent:
             return
         if address is None:
             assert self.directory is not None
-            await self.directory.learn(EndpointAddress(peer), via="incoming")
+            await self.directory.learn(_observed_address(conn), via="incoming")
         session = PeerSession(
             peer,
             conn,
@@ -314,6 +314,9 @@ class Agent:
             stall_timeout=self.config.transfer_stall_secs,
         )
         self.sessions[peer] = session
+        for other in self.sessions.values():
+            if other is not session:
+                other.share_peers()  # peer exchange: the others learn of the newcomer at once
         try:
             await session.run()
         finally:
@@ -333,6 +336,13 @@ class Agent:
         existing.close("replaced by the connection dialed by the smaller id")
         await existing.ended.wait()
         return self.sessions.get(peer) in (None, existing)
+
+
+def _observed_address(conn: PeerConnection) -> EndpointAddress:
+    try:
+        return EndpointAddress(conn.remote_id_hex, conn.remote_direct_addrs())
+    except ValueError:
+        return EndpointAddress(conn.remote_id_hex)
 
 
 async def run_agent(config: Config, *, ready_file: Path | None = None) -> None:

@@ -106,22 +106,20 @@ class PeerSession:
             self._queue_frame(FrameType.DIGEST_REQUEST, peer_pb2.DigestRequest(since=since))
             self._queue_peer_list()
             loops = [
-                asyncio.create_task(self._read_control(), name=f"control-{self.short}"),
-                asyncio.create_task(self._accept_transfers(), name=f"transfers-{self.short}"),
-                asyncio.create_task(self._write_control(), name=f"outbox-{self.short}"),
+                self._spawn(self._read_control(), f"control-{self.short}"),
+                self._spawn(self._accept_transfers(), f"transfers-{self.short}"),
+                self._spawn(self._write_control(), f"outbox-{self.short}"),
             ]
-            done, pending = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                exc = task.exception()
+                exc = None if task.cancelled() else task.exception()
                 if exc is not None:
                     reason = _describe(exc)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            for task in list(self._tasks):
+            moving = list(self._tasks)
+            for task in moving:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*moving, return_exceptions=True)
             self.end_reason = self.end_reason or reason
             self.conn.close(self.end_reason[:100])
             with contextlib.suppress(Exception):
@@ -137,11 +135,13 @@ class PeerSession:
         self.end_reason = reason
         self.conn.close(reason[:100])
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Future[None]:
+        """Run coro as part of this session: cancelled, and its outcome collected, when the session ends."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ commands from the machine
 
@@ -165,6 +165,10 @@ class PeerSession:
     def _queue_frame(self, ftype: FrameType, message: object) -> None:
         self._outbox.frames.append((ftype, message.SerializeToString()))  # type: ignore[attr-defined]
         self._outbox.wake.set()
+
+    def share_peers(self) -> None:
+        """Tell the peer every other peer we are in session with (peer exchange)."""
+        self._queue_peer_list()
 
     def _queue_peer_list(self) -> None:
         peers = [

@@ -116,6 +116,12 @@ class PeerConnection:
     def close_reason(self) -> str | None:
         return self._conn.close_reason()
 
+    def remote_direct_addrs(self) -> tuple[str, ...]:
+        """The peer's IP addresses this connection uses, selected path first: where a dialer can reach
+        it (QUIC sends from the socket it listens on)."""
+        paths = sorted((p for p in self._conn.paths() if p.is_ip), key=lambda p: not p.is_selected)
+        return tuple(dict.fromkeys(p.remote_addr for p in paths))
+
     def quic_stats(self) -> iroh.ConnectionStats:
         return self._conn.stats()
 
