@@ -17,3 +17,17 @@ class Change:
     hash: str
     kind: ChangeKind
     timestamp: int  # the asset's timestamp (ms since epoch)
+
+
+MAX_CHANGE_SEQ = (1 << 63) - 1  # SQLite integers are signed 64-bit
+
+
+def parse_change_seq(raw: str) -> int:
+    """A `since` value from a request: a change clock reading, 0 to 2**63-1. ValueError says what is wrong."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"since must be a whole number (a changed_seq), got {raw[:40]!r}") from None
+    if not 0 <= value <= MAX_CHANGE_SEQ:
+        raise ValueError(f"since must be between 0 and {MAX_CHANGE_SEQ}, got {raw[:40]}")
+    return value

@@ -43,6 +43,8 @@ def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
     """Tags from a comma-separated string or a list; duplicates dropped, order kept."""
     if raw is None:
         return []
+    if not isinstance(raw, str | list | tuple):
+        raise InvalidName(f"tags must be a comma-separated string or a list of strings, got {type(raw).__name__}")
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     tags: list[str] = []
     for item in items:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from cansync.store.assets import AssetStore
 from cansync.store.changes import ChangeKind
@@ -52,6 +53,8 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
                 yield chunk
     except (ValueError, AssertionError) as exc:  # aiohttp: "Reading after EOF" on a truncated body
         raise BadRequest("the multipart body was cut off before the file part ended") from exc
+    except BadHttpMessage as exc:
+        raise BadRequest(f"malformed multipart part: {exc.message}") from exc
 
 
 async def _field_text(part: BodyPartReader) -> str:
@@ -101,6 +104,8 @@ async def ingest(request: web.Request) -> web.Response:
                 part = await reader.next()
             except (ValueError, AssertionError) as exc:
                 raise BadRequest(f"malformed multipart body: {exc}") from exc
+            except BadHttpMessage as exc:  # a part header that is not a header
+                raise BadRequest(f"malformed multipart part header: {exc.message}") from exc
             if part is None:
                 break
             if not isinstance(part, BodyPartReader):
@@ -126,19 +131,28 @@ async def ingest(request: web.Request) -> web.Response:
     return success_record(record)
 
 
+async def _json_body(request: web.Request, expected: str) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{expected}: {exc}") from exc
+    except RecursionError:
+        raise BadRequest(f"{expected}: the JSON is nested too deeply") from None
+
+
 def success_record(record: Any) -> web.Response:
     return web.json_response({"status": "success", "data": record.to_json()})
 
 
 async def ingest_data(request: web.Request) -> web.Response:
     store = check_can_id(request)
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f'ingest/data needs a JSON body like {{"data": ..., "tags": "a,b"}}: {exc}') from exc
+    body = await _json_body(request, 'ingest/data needs a JSON body like {"data": ..., "tags": "a,b"}')
     if not isinstance(body, dict) or "data" not in body:
         raise BadRequest('ingest/data needs a JSON object with a "data" key')
-    content = json.dumps(body["data"], ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        content = json.dumps(body["data"], ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800" is not text
+        raise BadRequest(f"ingest/data: data holds a string that is not valid Unicode ({exc.reason})") from exc
     fields = new_asset_fields({**body, "mime_type": body.get("mime_type") or "application/json"})
     if not fields.extension:
         fields = NewAssetFields(**{**fields.__dict__, "extension": "json"})
@@ -191,10 +205,7 @@ async def restore_asset(request: web.Request) -> web.Response:
 async def update_asset(request: web.Request) -> web.Response:
     store = check_can_id(request)
     asset_hash = _asset_hash(request)
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f'metadata update needs a JSON body like {{"tags": "a,b"}}: {exc}') from exc
+    body = await _json_body(request, 'metadata update needs a JSON body like {"tags": "a,b"}')
     if not isinstance(body, dict):
         raise BadRequest("metadata update needs a JSON object")
     unknown = sorted(set(body) - {"tags", "description", "trashed"})

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from aiohttp import web
 
 from cansync.store.assets import AssetStore
-from cansync.store.changes import Change, ChangeKind
+from cansync.store.changes import Change, ChangeKind, parse_change_seq
 
 KEEPALIVE_COMMENT = b": keep-alive\n\n"
 
@@ -37,12 +37,9 @@ def since_from_request(request: web.Request) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        since = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"since must be a whole number (a changed_seq), got {raw!r}") from None
-    if since < 0:
-        raise web.HTTPBadRequest(text=f"since must not be negative, got {since}")
-    return since
+        return parse_change_seq(raw)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
 
 
 async def stream_changes(

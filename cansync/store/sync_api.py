@@ -15,7 +15,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from cansync.store.assets import AssetStore
-from cansync.store.changes import ChangeKind
+from cansync.store.changes import ChangeKind, parse_change_seq
 from cansync.store.delimited import encode_delimited, parse_message, read_delimited
 from cansync.store.envelope import Handler, failure
 from cansync.store.errors import BadRequest
@@ -69,12 +69,11 @@ async def _whole_body(request: web.Request, what: str) -> bytes:
 def _since(request: web.Request, body_since: int) -> int:
     raw = request.query.get("since")
     if raw is None:
-        return body_since
+        return body_since  # a protobuf int64: any value is a valid query (negative means everything)
     try:
-        since = int(raw)
-    except ValueError:
-        raise BadRequest(f"since must be a whole number (a changed_seq), got {raw!r}") from None
-    return since
+        return parse_change_seq(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _require_hash(value: str, what: str) -> str:
