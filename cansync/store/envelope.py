@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,6 +45,13 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         return failure(f"the request body was cut off: {exc}", 400)
     except asyncio.CancelledError:
         raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            log.exception("internal error on %s %s", request.method, request.path)
+            return failure(f"internal error: {type(exc).__name__}: {exc}", 500)
+        # the half-written temp file is already gone (IncomingBlob.discard); nothing partial is visible
+        log.error("storage_root is full: %s %s refused", request.method, request.path)
+        return failure("no space left in the store's storage_root: free some space and send it again", 507)
     except Exception as exc:  # noqa: BLE001  (last resort: answer 500 and keep serving)
         log.exception("internal error on %s %s", request.method, request.path)
         return failure(f"internal error: {type(exc).__name__}: {exc}", 500)
