@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from cansync.agent.embedded_store import EmbeddedStore, embedded_sync_key
 from cansync.agent.ledger import Ledger
@@ -244,8 +245,8 @@ class Agent:
                 return
             self._start_session_task(self._serve(conn, initiator=False))
 
-    def _start_session_task(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _start_session_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._session_tasks.add(task)
         task.add_done_callback(self._session_tasks.discard)
         return task

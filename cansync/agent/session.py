@@ -45,7 +45,8 @@ WANTS_PER_FRAME = 1024
 class SessionHost(Protocol):
     """What a session needs from the agent around it."""
 
-    our_id: str
+    @property
+    def our_id(self) -> str: ...
 
     async def dispatch(self, commands: Sequence[Command]) -> None: ...
 

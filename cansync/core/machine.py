@@ -137,7 +137,7 @@ class SyncState:
                 best = max(best, transfer.offset)
         return best
 
-    def requests_for(self, peer: str) -> list[RequestAsset]:
+    def requests_for(self, peer: str) -> list[Command]:
         """Everything worth asking this peer for now (used when a session starts or resumes)."""
         state = self.peers.get(peer)
         if state is None or state.link is not LinkStatus.AUTHENTICATED:
@@ -255,7 +255,7 @@ class SyncState:
         assert state is not None
         state.link = LinkStatus.AUTHENTICATED
         state.reject_reason = None
-        return self.requests_for(state.peer) if self._emit else []
+        return list(self.requests_for(state.peer)) if self._emit else []
 
     def _peer_rejected(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
