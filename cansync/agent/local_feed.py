@@ -12,11 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from cansync.agent.ledger import Ledger
+from cansync.agent.store_records import meta_value
 from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError
 from cansync.core.commands import Command
 from cansync.core.events import Event, EventKind
-from cansync.core.metadata import MetaValue
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,7 @@ class LocalFeed:
         metas = await self.can.metadata(hashes)
         events = []
         for meta in metas:
-            value = MetaValue(
-                updated_ms=meta.meta_updated_ms,
-                origin=meta.meta_origin or self.our_id,  # an edit made on this store is ours
-                tags=tuple(meta.tags),
-                description=meta.description,
-                trashed=meta.trashed,
-            )
+            value = meta_value(meta, self.our_id)
             data = value.to_data() | {"changed_seq": meta.changed_seq}
             events.append(Event(EventKind.METADATA_CHANGED, hash=meta.hash, data=data))
         if events:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cansync.agent.local_feed import LocalFeed
 from cansync.agent.peer_directory import PeerDirectory
 from cansync.agent.session import PeerSession
 from cansync.agent.staging import StagingArea
+from cansync.agent.store_records import meta_update
 from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError
 from cansync.config import Config, ConfigError
@@ -41,7 +43,6 @@ from cansync.net.errors import AuthenticationFailed, TransportError
 from cansync.net.handshake import FailureLimiter, HandshakeKey, authenticate
 from cansync.net.node_key import NodeIdentity
 from cansync.net.tickets import write_ticket_file
-from cansync.wire.pb import can_sync_pb2
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Agent:
         self.feed: LocalFeed | None = None
         self.limiter = FailureLimiter(max_failures=5, window_s=60.0)
         self._key: HandshakeKey | None = None
+        self.boot_id = secrets.token_bytes(16)  # tells peers when this process is a new one
         self._tasks: list[asyncio.Task[None]] = []
         self._session_tasks: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
@@ -215,12 +217,10 @@ class Agent:
         session.request(command.hash, offset)
 
     async def _apply_metadata(self, command: ApplyMetadata) -> None:
-        assert self.can is not None
-        value = command.value
-        update = can_sync_pb2.MetaUpdate(
-            hash=command.hash, tags=list(value.tags), description=value.description,
-            trashed=value.trashed, updated_ms=value.updated_ms, origin=value.origin,
-        )  # fmt: skip
+        assert self.can is not None and self.ledger is not None
+        if command.hash not in self.ledger.state.local:
+            return  # the asset is still on its way, and it brings its sender's metadata along
+        update = meta_update(command.hash, command.value)
         try:
             await self.can.update_meta(update)
         except CanServiceError as exc:
@@ -279,9 +279,9 @@ class Agent:
             )
         try:
             control = await (conn.open_control() if initiator else conn.accept_control(timeout=HANDSHAKE_TIMEOUT))
-            await authenticate(
+            their_boot = await authenticate(
                 control, key=self._key, our_id=self.our_id, their_id=peer, initiator=initiator,
-                timeout=HANDSHAKE_TIMEOUT,
+                timeout=HANDSHAKE_TIMEOUT, boot_id=self.boot_id,
             )  # fmt: skip
         except AuthenticationFailed as exc:
             self.limiter.record_failure(peer)
@@ -296,7 +296,7 @@ class Agent:
             conn.close("handshake failed")
             return
         self.limiter.record_success(peer)
-        if not await self._admit(peer, initiator):
+        if not await self._admit(peer, initiator, their_boot):
             log.info("peer %s: dropped a duplicate connection", peer[:10])
             conn.close("duplicate connection")
             return
@@ -313,6 +313,7 @@ class Agent:
             staging=self.staging,
             host=self,
             stall_timeout=self.config.transfer_stall_secs,
+            their_boot=their_boot,
         )
         self.sessions[peer] = session
         for other in self.sessions.values():
@@ -324,17 +325,23 @@ class Agent:
             if self.sessions.get(peer) is session:
                 del self.sessions[peer]
 
-    async def _admit(self, peer: str, initiator: bool) -> bool:
-        """Two agents that dial each other at once end up with two connections; both keep the one
-        dialed by the smaller endpoint id, so they agree without talking about it."""
+    async def _admit(self, peer: str, initiator: bool, their_boot: bytes) -> bool:
+        """Decide between a new connection and an existing session with the same peer.
+
+        A peer that restarted announces a new boot id: the old session's connection is dead (QUIC
+        would only notice at its idle timeout), so the new one replaces it. Otherwise two agents that
+        dialed each other at once hold two connections, and both keep the one dialed by the smaller
+        endpoint id, so they agree without talking about it."""
         existing = self.sessions.get(peer)
         if existing is None:
             return True
-        dialer_of_new = self.our_id if initiator else peer
-        if dialer_of_new != min(self.our_id, peer) or existing.initiator == initiator:
-            return False
+        restarted = existing.their_boot != their_boot
+        if not restarted:
+            dialer_of_new = self.our_id if initiator else peer
+            if dialer_of_new != min(self.our_id, peer) or existing.initiator == initiator:
+                return False
         # the old session journals its disconnect (cutting off its transfers) before the new one starts
-        existing.close("replaced by the connection dialed by the smaller id")
+        existing.close("peer restarted" if restarted else "replaced by the connection dialed by the smaller id")
         await existing.ended.wait()
         return self.sessions.get(peer) in (None, existing)
 

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from cansync.agent.ledger import Ledger
 from cansync.agent.staging import StagingArea
+from cansync.agent.store_records import meta_update, meta_value
 from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError, CanServiceUnavailable
 from cansync.core.commands import Command
@@ -78,6 +79,7 @@ class PeerSession:
         staging: StagingArea,
         host: SessionHost,
         stall_timeout: float = TRANSFER_READ_TIMEOUT,
+        their_boot: bytes = b"",
     ) -> None:
         self.peer = peer
         self.short = peer[:10]
@@ -89,6 +91,7 @@ class PeerSession:
         self.staging = staging
         self.host = host
         self.stall_timeout = stall_timeout
+        self.their_boot = their_boot  # the peer process this session talks to
         self._outbox = _Outbox({}, [], [], asyncio.Event())
         self._send_slots = asyncio.Semaphore(PARALLEL_SENDS)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -155,7 +158,7 @@ class PeerSession:
         self._outbox.wake.set()
 
     def send_metadata(self, asset: str, value: MetaValue) -> None:
-        update = peer_pb2.MetaChange(update=_meta_update(asset, value))
+        update = peer_pb2.MetaChange(update=meta_update(asset, value))
         self._queue_frame(FrameType.META_CHANGE, update)
 
     def send_asset(self, asset: str, offset: int) -> None:
@@ -246,12 +249,15 @@ class PeerSession:
     async def _answer_digests(self, since: int) -> None:
         answer = await self.can.hashes(since=since)
         has = self.ledger.state.peer(self.peer).has
-        digests = [d for d in answer.assets if d.hash not in has]
+        # what the peer already holds is left out, unless its metadata changed: those changes follow
+        # as MetaChange frames, so an edit made while the peer was away reaches it when it is back
+        digests = [d for d in answer.assets if d.hash not in has or d.meta_updated_ms]
         full = since == 0
         batches = [digests[i : i + DIGESTS_PER_FRAME] for i in range(0, len(digests), DIGESTS_PER_FRAME)] or [[]]
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
             watermark = answer.watermark if last else 0
+            await self._send_metadata_of([d.hash for d in batch if d.meta_updated_ms])
             message = peer_pb2.DigestBatch(digests=batch, watermark=watermark, full=full, last=last)
             self._queue_frame(FrameType.DIGEST_BATCH, message)
             await self.ledger.record(
@@ -261,6 +267,13 @@ class PeerSession:
                     data={"hashes": [d.hash for d in batch], "watermark": watermark, "full": full},
                 )
             )
+
+    async def _send_metadata_of(self, hashes: list[str]) -> None:
+        """Queue our store's current metadata of these assets (before the digests that mention them)."""
+        if not hashes:
+            return
+        for record in await self.can.metadata(hashes):
+            self.send_metadata(record.hash, meta_value(record, self.host.our_id))
 
     async def _on_digest_batch(self, batch: peer_pb2.DigestBatch) -> None:
         # The watermark is journaled only with the last batch: a session cut off mid-answer asks
@@ -520,17 +533,6 @@ def _finish_digest(staged: object) -> str:
 
 def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
-def _meta_update(asset: str, value: MetaValue) -> can_sync_pb2.MetaUpdate:
-    return can_sync_pb2.MetaUpdate(
-        hash=asset,
-        tags=list(value.tags),
-        description=value.description,
-        trashed=value.trashed,
-        updated_ms=value.updated_ms,
-        origin=value.origin,
-    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -100,10 +100,12 @@ async def authenticate(
     their_id: str,
     initiator: bool,
     timeout: float = DEFAULT_TIMEOUT,
-) -> None:
+    boot_id: bytes = b"",
+) -> bytes:
     """Run the proof exchange on the control stream; AuthenticationFailed(reason) if it fails.
 
     `their_id` must be the QUIC-authenticated remote endpoint id (PeerConnection.remote_id_hex).
+    Returns the boot id the peer announced in its Hello (b"" if it sent none).
     """
     stream = conn_control
     peer = their_id[:10]
@@ -116,7 +118,9 @@ async def authenticate(
     our_id_bytes, their_id_bytes = bytes.fromhex(our_id), bytes.fromhex(their_id)
     try:
         await stream.write_message(
-            peer_pb2.Hello(protocol_version=PROTOCOL_VERSION, endpoint_id=our_id_bytes, nonce=our_nonce),
+            peer_pb2.Hello(
+                protocol_version=PROTOCOL_VERSION, endpoint_id=our_id_bytes, nonce=our_nonce, boot_id=boot_id
+            ),
             timeout=remaining(),
         )
         hello = await stream.expect(FrameType.HELLO, timeout=remaining())
@@ -154,6 +158,7 @@ async def authenticate(
         raise AuthenticationFailed(f"peer {peer}: malformed handshake ({exc})") from exc
     except StreamClosed as exc:
         raise AuthenticationFailed(f"peer {peer}: the connection ended during the handshake ({exc})") from exc
+    return bytes(hello.boot_id)
 
 
 def _check_hello(hello: peer_pb2.Hello, their_id: bytes) -> bytes:

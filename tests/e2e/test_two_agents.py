@@ -212,3 +212,36 @@ def test_content_that_does_not_match_its_hash_is_refused_journaled_and_re_reques
     assert asset not in store_digests(b.store.url, SYNC_KEY)
     assert asset_files(b.store.root) == {}
     assert not list((b.home / "data" / "staging").glob("*.part"))
+
+
+def test_two_agents_that_dial_each_other_at_once_settle_on_one_session_and_sync(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    a_asset = ingest(a.api, make_bytes(21, 50 * KiB), "a.bin")
+    b_asset = ingest(b.api, make_bytes(22, 50 * KiB), "b.bin")
+    # each names the other's ticket file; both dial as soon as the other's ticket appears
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+    b.start_agent(connect_ticket_file=a.home / "ticket.json")
+    both = {a_asset, b_asset}
+    assert wait_until(
+        lambda: set(store_digests(a.store.url, SYNC_KEY)) == both and set(store_digests(b.store.url, SYNC_KEY)) == both,
+        timeout=20,
+        interval=0.2,
+    ), "two agents dialing each other did not sync within 20 s"
+    # and a new asset still flows live afterwards, over whichever connection survived
+    later = ingest(a.api, make_bytes(23, 10 * KiB), "later.bin")
+    assert wait_until(lambda: later in store_digests(b.store.url, SYNC_KEY), timeout=10, interval=0.1)
+
+
+def test_a_restarted_agent_is_taken_back_at_once_although_its_old_connection_looks_alive(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    b.start_agent()
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+    first = ingest(a.api, make_bytes(31, 10 * KiB), "first.bin")
+    assert wait_until(lambda: first in store_digests(b.store.url, SYNC_KEY), timeout=20)
+    a.agent.kill9()  # type: ignore[union-attr]  # B's QUIC connection to it stays "alive" until its idle timeout
+    a.start_agent(connect_ticket_file=b.home / "ticket.json")
+    second = ingest(a.api, make_bytes(32, 10 * KiB), "second.bin")
+    assert wait_until(lambda: second in store_digests(b.store.url, SYNC_KEY), timeout=10, interval=0.1), (
+        "B did not accept the restarted A while its old session was still open"
+    )
+    assert "peer restarted" in b.agent.log_text()  # type: ignore[union-attr]
