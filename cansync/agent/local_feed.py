@@ -17,6 +17,7 @@ from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError
 from cansync.core.commands import Command
 from cansync.core.events import Event, EventKind
+from cansync.journal.errors import JournalError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class LocalFeed:
                     self.caught_up.set()
                 except CanServiceError as exc:
                     log.error("cannot read the local store's changes: %s (will retry)", exc)
+                except JournalError as exc:
+                    # nothing was folded, so the watermark did not move: the next round journals it all again
+                    log.error("cannot journal the local store's changes: %s (will retry)", exc)
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 except TimeoutError:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from cansync.agent.internet_discovery import InternetDiscovery
 from cansync.core.events import Event, EventKind
 from cansync.discovery.lan import LanDiscovery
+from cansync.journal.errors import JournalError
 from cansync.net.address import EndpointAddress
 from cansync.net.errors import TransportError
 from cansync.net.tickets import TicketError, read_ticket_file
@@ -120,6 +121,12 @@ class PeerDirectory:
                 delay = DIAL_BACKOFF_START
             except TransportError as exc:
                 log.info("peer %s: %s (retry in %.1f s)", peer[:10], exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DIAL_BACKOFF_MAX)
+                continue
+            except JournalError as exc:
+                # the journal cannot take the session's facts (disk full?): keep trying, never give up on the peer
+                log.error("peer %s: session stopped, the journal failed: %s (retry in %.1f s)", peer[:10], exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, DIAL_BACKOFF_MAX)
                 continue

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cansync.agent.ledger import Ledger
 from cansync.agent.staging import StagingArea
@@ -110,9 +110,9 @@ class PeerSession:
             self._queue_frame(FrameType.DIGEST_REQUEST, peer_pb2.DigestRequest(since=since))
             self._queue_peer_list()
             loops = [
-                self._spawn(self._read_control(), f"control-{self.short}"),
-                self._spawn(self._accept_transfers(), f"transfers-{self.short}"),
-                self._spawn(self._write_control(), f"outbox-{self.short}"),
+                self._spawn(self._read_control(), f"control-{self.short}", loop=True),
+                self._spawn(self._accept_transfers(), f"transfers-{self.short}", loop=True),
+                self._spawn(self._write_control(), f"outbox-{self.short}", loop=True),
             ]
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -139,13 +139,26 @@ class PeerSession:
         self.end_reason = reason
         self.conn.close(reason[:100])
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Future[None]:
-        """Run coro as part of this session: cancelled, and its outcome collected, when the session ends."""
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str, *, loop: bool = False) -> asyncio.Task[None]:
+        """Run coro as part of this session: cancelled, and its outcome collected, when the session ends.
+        A session's own loops end it by returning or failing (run() reports why); other work that fails
+        ends it through _task_ended."""
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._tasks.discard if loop else self._task_ended)
         return task
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # Work that fails this way (the journal refusing a write, the store failing mid-answer) leaves the
+        # peer waiting for an answer that will not come. End the session: the next one asks again.
+        error = task.exception()
+        assert error is not None
+        log.error("peer %s: %s failed: %s", self.short, task.get_name(), _describe(error))
+        if not self.end_reason:
+            self.close(f"{task.get_name()} failed")
 
     # ------------------------------------------------------------------ commands from the machine
 
