@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
 DIGESTS_PER_FRAME = 4096
 PARALLEL_SENDS = 4
+KEEPALIVE_SECS = 10.0
+CONTROL_SILENCE_LIMIT = 35.0  # a control stream quiet this long (3 keepalives missed): the peer is gone
 TRANSFER_READ_TIMEOUT = 30.0
 WANTS_PER_FRAME = 1024
 
@@ -113,6 +115,7 @@ class PeerSession:
                 self._spawn(self._read_control(), f"control-{self.short}", loop=True),
                 self._spawn(self._accept_transfers(), f"transfers-{self.short}", loop=True),
                 self._spawn(self._write_control(), f"outbox-{self.short}", loop=True),
+                self._spawn(self._keep_alive(), f"keepalive-{self.short}", loop=True),
             ]
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -210,6 +213,11 @@ class PeerSession:
                 adverts, box.adverts = box.adverts, []
                 await self._send_adverts(adverts)
 
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECS)
+            self._queue_frame(FrameType.KEEPALIVE, peer_pb2.KeepAlive())
+
     async def _send_wants(self, wants: dict[str, int]) -> None:
         items = sorted(wants.items())
         for start in range(0, len(items), WANTS_PER_FRAME):
@@ -236,10 +244,11 @@ class PeerSession:
             FrameType.META_CHANGE: self._on_meta_change,  # type: ignore[dict-item]
             FrameType.PEER_LIST: self._on_peer_list,  # type: ignore[dict-item]
             FrameType.ASSET_UNAVAILABLE: self._on_unavailable,  # type: ignore[dict-item]
+            FrameType.KEEPALIVE: _nothing_to_do,
         }
         while True:
             try:
-                frame = await self.control.read_message(timeout=None)
+                frame = await self.control.read_message(timeout=CONTROL_SILENCE_LIMIT)
             except FrameError as exc:
                 await self._protocol_error(f"control stream: {exc}")
                 raise
@@ -469,32 +478,40 @@ class PeerSession:
         )
         staged = await asyncio.to_thread(self.staging.open_for_append, asset, offset)
         received = 0
+        # The checkpoint of chunk k commits while chunk k+1 crosses the network; chunk k+1 reaches the
+        # file only once checkpoint k is durable. A crash thus leaves at most one chunk on disk beyond
+        # the journal's checkpoint: the at-most-one-chunk re-send of a resume.
+        checkpoint: asyncio.Future[list[Command]] | None = None
         try:
             while True:
                 frame = await reader.read_frame(timeout=self.stall_timeout)
                 if frame is None:
                     raise FrameError(f"transfer of {asset[:12]} ended before its AssetEnd frame")
                 ftype, payload = frame
+                if checkpoint is not None:
+                    await checkpoint
+                    checkpoint = None
                 if ftype is FrameType.CHUNK:
                     if staged.size + len(payload) > meta.size:
                         raise FrameError(f"peer sent more than the {meta.size} bytes of {asset[:12]}")
                     staged.write(payload)
                     staged.flush()
                     received += len(payload)
-                    await self.ledger.record(
-                        Event(
-                            EventKind.TRANSFER_CHECKPOINTED,
-                            peer=self.peer,
-                            hash=asset,
-                            data={"direction": "in", "offset": staged.size},
-                        )
+                    event = Event(
+                        EventKind.TRANSFER_CHECKPOINTED,
+                        peer=self.peer,
+                        hash=asset,
+                        data={"direction": "in", "offset": staged.size},
                     )
+                    checkpoint = asyncio.ensure_future(self.ledger.record(event))
                 elif ftype is FrameType.ASSET_END:
                     break
                 else:
                     raise FrameError(f"unexpected {ftype.name} frame inside the transfer of {asset[:12]}")
         finally:
             staged.close()
+            if checkpoint is not None:
+                await asyncio.gather(checkpoint, return_exceptions=True)
         digest = await asyncio.to_thread(_finish_digest, staged)
         if staged.size != meta.size or digest != asset:
             reason = (
@@ -542,6 +559,10 @@ class PeerSession:
 
 def _finish_digest(staged: object) -> str:
     return staged.digest()  # type: ignore[attr-defined, no-any-return]
+
+
+async def _nothing_to_do(message: object) -> None:
+    return None
 
 
 def _is_digest(text: str) -> bool:

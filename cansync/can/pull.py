@@ -41,10 +41,11 @@ class PulledAsset:
         return self.item.hash
 
     async def content(self, chunk_size: int = DEFAULT_CHUNK_BYTES) -> AsyncIterator[bytes]:
-        """The content from item.offset on, in chunks of at most chunk_size bytes."""
+        """The content from item.offset on, in chunks of chunk_size bytes (the last one may be shorter).
+        Whole chunks matter to the agent: each one it relays becomes a frame and a journal checkpoint."""
         while self.remaining > 0:
             try:
-                chunk = await self._stream.read_up_to(min(chunk_size, self.remaining))
+                chunk = await self._stream.read_exactly(min(chunk_size, self.remaining))
             except StreamEnded as exc:
                 raise self._error(f"asset {self.hash}: content cut off, {self.remaining} bytes missing") from exc
             self.remaining -= len(chunk)

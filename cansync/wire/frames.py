@@ -43,6 +43,7 @@ class FrameType(IntEnum):
     META_CHANGE = 12
     PEER_LIST = 13
     GOODBYE = 14
+    KEEPALIVE = 15
 
 
 MESSAGE_CLASSES: dict[FrameType, type[Message]] = {
@@ -59,6 +60,7 @@ MESSAGE_CLASSES: dict[FrameType, type[Message]] = {
     FrameType.META_CHANGE: peer_pb2.MetaChange,
     FrameType.PEER_LIST: peer_pb2.PeerList,
     FrameType.GOODBYE: peer_pb2.Goodbye,
+    FrameType.KEEPALIVE: peer_pb2.KeepAlive,
 }
 _TYPE_BY_MESSAGE_NAME = {cls.DESCRIPTOR.full_name: ftype for ftype, cls in MESSAGE_CLASSES.items()}
 

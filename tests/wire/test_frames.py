@@ -48,6 +48,7 @@ SAMPLES: dict[FrameType, Message] = {
         peers=[peer_pb2.PeerAddress(endpoint_id="aa" * 32, addrs=["127.0.0.1:1"], relay_url="https://r.example")]
     ),
     FrameType.GOODBYE: peer_pb2.Goodbye(reason="shutting down"),
+    FrameType.KEEPALIVE: peer_pb2.KeepAlive(),
 }
 
 
@@ -105,7 +106,7 @@ def test_oversized_header_is_refused_before_any_payload(ftype: FrameType, cap: i
     assert decode_header(struct.pack(">BI", ftype, cap)) == (ftype, cap)
 
 
-@pytest.mark.parametrize("raw_type", [0, 15, 99, 255])
+@pytest.mark.parametrize("raw_type", [0, 16, 99, 255])
 def test_unknown_type_is_refused(raw_type: int) -> None:
     with pytest.raises(FrameError, match=f"unknown frame type {raw_type}"):
         decode_header(struct.pack(">BI", raw_type, 0))
