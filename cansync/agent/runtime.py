@@ -47,6 +47,7 @@ from cansync.net.tickets import write_ticket_file
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
+STORE_CATCH_UP_WAIT = 30.0
 
 
 class Agent:
@@ -303,6 +304,7 @@ class Agent:
         if address is None:
             assert self.directory is not None
             await self.directory.learn(_observed_address(conn), via="incoming")
+        await self._local_store_journaled()
         session = PeerSession(
             peer,
             conn,
@@ -324,6 +326,14 @@ class Agent:
         finally:
             if self.sessions.get(peer) is session:
                 del self.sessions[peer]
+
+    async def _local_store_journaled(self) -> None:
+        """Hold a new session until our journal knows what our store holds, so the first comparison of
+        digests does not ask a peer for assets we already have. A store that stays unreachable does not
+        hold sessions forever: the comparison is then only less exact, never wrong."""
+        assert self.feed is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.feed.caught_up.wait(), STORE_CATCH_UP_WAIT)
 
     async def _admit(self, peer: str, initiator: bool, their_boot: bytes) -> bool:
         """Decide between a new connection and an existing session with the same peer.

@@ -26,7 +26,7 @@ MIGRATIONS_INI = REPO_ROOT / "migrations.ini"
 SCRIPT_LOCATION = REPO_ROOT / "alembic"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
-PAGE_CACHE_KIB = 32 * 1024
+PAGE_CACHE_KIB = 8 * 1024  # per pooled connection: the agent's memory budget is 150 MB in all
 BEGIN_MODE_OPTION = "cansync_sqlite_begin"
 """Execution option naming how a transaction begins: "DEFERRED" (default) or "IMMEDIATE" for writes."""
 
