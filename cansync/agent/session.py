@@ -270,10 +270,11 @@ class PeerSession:
 
     async def _answer_digests(self, since: int) -> None:
         answer = await self.can.hashes(since=since)
-        has = self.ledger.state.peer(self.peer).has
-        # what the peer already holds is left out, unless its metadata changed: those changes follow
-        # as MetaChange frames, so an edit made while the peer was away reaches it when it is back
-        digests = [d for d in answer.assets if d.hash not in has or d.meta_updated_ms]
+        vouched = self.ledger.state.peer(self.peer).said_has
+        # what the peer itself said it holds is left out (not what we merely sent it: its store may have
+        # failed to keep that), unless its metadata changed: those changes follow as MetaChange frames,
+        # so an edit made while the peer was away reaches it when it is back
+        digests = [d for d in answer.assets if d.hash not in vouched or d.meta_updated_ms]
         full = since == 0
         batches = [digests[i : i + DIGESTS_PER_FRAME] for i in range(0, len(digests), DIGESTS_PER_FRAME)] or [[]]
         for index, batch in enumerate(batches):

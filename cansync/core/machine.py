@@ -30,7 +30,7 @@ from cansync.core.peer_state import LinkStatus, PeerState, Transfer, TransferSta
 MAX_FAILURES_PER_PEER = 3
 """After this many failed transfers of one asset from one peer, stop asking that peer for it."""
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class SnapshotError(ValueError):
@@ -292,6 +292,7 @@ class SyncState:
         assert state is not None
         hashes = event.data.get("hashes", ())
         state.has.update(hashes)
+        state.said_has.update(hashes)
         state.their_watermark = max(state.their_watermark, int(event.data.get("watermark", 0)))
         state.last_sync_ms = max(state.last_sync_ms, event.time_ms)
         if state.link is not LinkStatus.AUTHENTICATED or not self._emit:
@@ -366,6 +367,7 @@ class SyncState:
         state.last_sync_ms = max(state.last_sync_ms, event.time_ms)
         if side is state.incoming:
             state.received_from.add(event.hash)  # marked before our store hears of it: no echo race
+            state.said_has.add(event.hash)
             state.bytes_in += moved
         else:
             state.bytes_out += moved
@@ -391,6 +393,7 @@ class SyncState:
         assert state is not None and event.hash is not None
         self.local.add(event.hash)
         state.has.add(event.hash)
+        state.said_has.add(event.hash)
         state.received_from.add(event.hash)
         transfer = state.incoming.get(event.hash)
         if transfer is not None and transfer.status is not TransferStatus.COMPLETED:

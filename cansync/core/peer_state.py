@@ -56,6 +56,9 @@ class PeerState:
     addrs: tuple[str, ...] = ()
     reject_reason: str | None = None
     has: set[str] = field(default_factory=set)  # assets the peer is known to hold (only grows)
+    # what the peer itself vouched for (its digests, or it sent it to us); `has` also counts what we sent
+    # it, which its store may still have failed to keep, so digest answers leave out only these
+    said_has: set[str] = field(default_factory=set)
     received_from: set[str] = field(default_factory=set)  # came from this peer: never echo back
     incoming: dict[str, Transfer] = field(default_factory=dict)  # hash -> transfer from the peer
     outgoing: dict[str, Transfer] = field(default_factory=dict)  # hash -> transfer to the peer
@@ -80,6 +83,7 @@ class PeerState:
             "addrs": list(self.addrs),
             "reject_reason": self.reject_reason,
             "has": sorted(self.has),
+            "said_has": sorted(self.said_has),
             "received_from": sorted(self.received_from),
             "incoming": {h: t.to_data() for h, t in sorted(self.incoming.items())},
             "outgoing": {h: t.to_data() for h, t in sorted(self.outgoing.items())},
@@ -102,6 +106,7 @@ class PeerState:
             addrs=tuple(data["addrs"]),
             reject_reason=data["reject_reason"],
             has=set(data["has"]),
+            said_has=set(data["said_has"]),
             received_from=set(data["received_from"]),
             incoming={h: Transfer.from_data(t) for h, t in data["incoming"].items()},
             outgoing={h: Transfer.from_data(t) for h, t in data["outgoing"].items()},
