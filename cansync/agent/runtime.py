@@ -43,11 +43,13 @@ from cansync.net.errors import AuthenticationFailed, TransportError
 from cansync.net.handshake import FailureLimiter, HandshakeKey, authenticate
 from cansync.net.node_key import NodeIdentity
 from cansync.net.tickets import write_ticket_file
+from cansync.wire.pb import peer_pb2
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
 STORE_CATCH_UP_WAIT = 30.0
+DUPLICATE_CLOSE_GRACE = 1.0
 
 
 class Agent:
@@ -287,7 +289,8 @@ class Agent:
         except AuthenticationFailed as exc:
             self.limiter.record_failure(peer)
             log.warning("peer %s rejected: %s", peer[:10], exc.reason)
-            await self.ledger.record(Event(EventKind.PEER_REJECTED, peer=peer, data={"reason": exc.reason}))
+            if not second:  # a session with this very id is up: the link in the journal stays as it is
+                await self.ledger.record(Event(EventKind.PEER_REJECTED, peer=peer, data={"reason": exc.reason}))
             conn.close("authentication failed")
             return
         except TransportError as exc:
@@ -299,6 +302,12 @@ class Agent:
         self.limiter.record_success(peer)
         if not await self._admit(peer, initiator, their_boot):
             log.info("peer %s: dropped a duplicate connection", peer[:10])
+            # say why and let the handshake's last frame arrive before closing: the peer reaches the
+            # same verdict on its own, and must not mistake the close for a failed handshake
+            with contextlib.suppress(TransportError):
+                await control.write_message(peer_pb2.Goodbye(reason="duplicate connection"), timeout=2.0)
+                await control.finish()
+            await asyncio.sleep(DUPLICATE_CLOSE_GRACE)
             conn.close("duplicate connection")
             return
         if address is None:

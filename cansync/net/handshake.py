@@ -105,7 +105,8 @@ async def authenticate(
     """Run the proof exchange on the control stream; AuthenticationFailed(reason) if it fails.
 
     `their_id` must be the QUIC-authenticated remote endpoint id (PeerConnection.remote_id_hex).
-    Returns the boot id the peer announced in its Hello (b"" if it sent none).
+    Returns the boot id the peer announced in its Hello (b"" if it sent none). StreamClosed if the
+    connection ends before the exchange completes.
     """
     stream = conn_control
     peer = their_id[:10]
@@ -156,8 +157,10 @@ async def authenticate(
     except FrameError as exc:
         await _send_refusal(stream, "malformed handshake frame")
         raise AuthenticationFailed(f"peer {peer}: malformed handshake ({exc})") from exc
-    except StreamClosed as exc:
-        raise AuthenticationFailed(f"peer {peer}: the connection ended during the handshake ({exc})") from exc
+    except StreamClosed:
+        # The connection ended: no proof failed. The caller treats it as a transport error, not as a
+        # stranger (a peer dropping a duplicate connection closes it right after the handshake).
+        raise
     return bytes(hello.boot_id)
 
 
