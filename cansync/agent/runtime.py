@@ -282,7 +282,7 @@ class Agent:
             )
         try:
             control = await (conn.open_control() if initiator else conn.accept_control(timeout=HANDSHAKE_TIMEOUT))
-            their_boot = await authenticate(
+            handshake = await authenticate(
                 control, key=self._key, our_id=self.our_id, their_id=peer, initiator=initiator,
                 timeout=HANDSHAKE_TIMEOUT, boot_id=self.boot_id,
             )  # fmt: skip
@@ -300,7 +300,7 @@ class Agent:
             conn.close("handshake failed")
             return
         self.limiter.record_success(peer)
-        if not await self._admit(peer, initiator, their_boot):
+        if not await self._admit(peer, initiator, handshake.their_boot_id, handshake.link_id):
             log.info("peer %s: dropped a duplicate connection", peer[:10])
             # say why and let the handshake's last frame arrive before closing: the peer reaches the
             # same verdict on its own, and must not mistake the close for a failed handshake
@@ -324,7 +324,8 @@ class Agent:
             staging=self.staging,
             host=self,
             stall_timeout=self.config.transfer_stall_secs,
-            their_boot=their_boot,
+            their_boot=handshake.their_boot_id,
+            link_id=handshake.link_id,
         )
         self.sessions[peer] = session
         for other in self.sessions.values():
@@ -344,23 +345,27 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.caught_up.wait(), STORE_CATCH_UP_WAIT)
 
-    async def _admit(self, peer: str, initiator: bool, their_boot: bytes) -> bool:
-        """Decide between a new connection and an existing session with the same peer.
+    async def _admit(self, peer: str, initiator: bool, their_boot: bytes, link_id: bytes) -> bool:
+        """Decide between a new connection and an existing session with the same peer; both ends must
+        reach the same verdict without talking about it, whatever order they saw the connections in.
 
         A peer that restarted announces a new boot id: the old session's connection is dead (QUIC
-        would only notice at its idle timeout), so the new one replaces it. Otherwise two agents that
-        dialed each other at once hold two connections, and both keep the one dialed by the smaller
-        endpoint id, so they agree without talking about it."""
+        would only notice at its idle timeout), so the new one replaces it. Two connections dialed in
+        opposite directions (both dialed at once): keep the one dialed by the smaller endpoint id. Two
+        dialed the same way (a retried dial that got through twice): keep the larger link id."""
         existing = self.sessions.get(peer)
         if existing is None:
             return True
         restarted = existing.their_boot != their_boot
         if not restarted:
-            dialer_of_new = self.our_id if initiator else peer
-            if dialer_of_new != min(self.our_id, peer) or existing.initiator == initiator:
+            if existing.initiator != initiator:
+                dialer_of_new = self.our_id if initiator else peer
+                if dialer_of_new != min(self.our_id, peer):
+                    return False
+            elif link_id <= existing.link_id:
                 return False
         # the old session journals its disconnect (cutting off its transfers) before the new one starts
-        existing.close("peer restarted" if restarted else "replaced by the connection dialed by the smaller id")
+        existing.close("peer restarted" if restarted else "replaced by the connection both ends keep")
         await existing.ended.wait()
         return self.sessions.get(peer) in (None, existing)
 

@@ -36,7 +36,7 @@ from cansync.wire.pb import can_sync_pb2, peer_pb2
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
 DIGESTS_PER_FRAME = 4096
 PARALLEL_SENDS = 4
 KEEPALIVE_SECS = 10.0
@@ -82,6 +82,7 @@ class PeerSession:
         host: SessionHost,
         stall_timeout: float = TRANSFER_READ_TIMEOUT,
         their_boot: bytes = b"",
+        link_id: bytes = b"",
     ) -> None:
         self.peer = peer
         self.short = peer[:10]
@@ -94,6 +95,7 @@ class PeerSession:
         self.host = host
         self.stall_timeout = stall_timeout
         self.their_boot = their_boot  # the peer process this session talks to
+        self.link_id = link_id  # this connection, as both ends name it
         self._outbox = _Outbox({}, [], [], asyncio.Event())
         self._send_slots = asyncio.Semaphore(PARALLEL_SENDS)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -495,8 +497,8 @@ class PeerSession:
                 if ftype is FrameType.CHUNK:
                     if staged.size + len(payload) > meta.size:
                         raise FrameError(f"peer sent more than the {meta.size} bytes of {asset[:12]}")
-                    staged.write(payload)
-                    staged.flush()
+                    # hashing and writing release the GIL: off the loop, they overlap the network reads
+                    await asyncio.to_thread(staged.write_through, payload)
                     received += len(payload)
                     event = Event(
                         EventKind.TRANSFER_CHECKPOINTED,

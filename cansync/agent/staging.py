@@ -74,6 +74,11 @@ class StagedFile:
         # checkpoint is written after this returns, so it never claims bytes the file lacks
         self._file.flush()
 
+    def write_through(self, chunk: bytes) -> None:
+        """write() then flush(): one call, so a worker thread can do both."""
+        self.write(chunk)
+        self.flush()
+
     def digest(self) -> str:
         return self._hasher.hexdigest()
 

@@ -92,6 +92,12 @@ class _Refused(Exception):
     """Internal: this side refuses the peer; the reason is sent in AuthResult."""
 
 
+@dataclass(frozen=True)
+class HandshakeResult:
+    their_boot_id: bytes  # the peer process's boot id (b"" if it sent none)
+    link_id: bytes  # the same on both ends of this connection, different for every connection
+
+
 async def authenticate(
     conn_control: FramedStream,
     *,
@@ -101,11 +107,11 @@ async def authenticate(
     initiator: bool,
     timeout: float = DEFAULT_TIMEOUT,
     boot_id: bytes = b"",
-) -> bytes:
+) -> HandshakeResult:
     """Run the proof exchange on the control stream; AuthenticationFailed(reason) if it fails.
 
     `their_id` must be the QUIC-authenticated remote endpoint id (PeerConnection.remote_id_hex).
-    Returns the boot id the peer announced in its Hello (b"" if it sent none). StreamClosed if the
+    Returns what the two ends now share (the peer's boot id, the link id). StreamClosed if the
     connection ends before the exchange completes.
     """
     stream = conn_control
@@ -161,7 +167,8 @@ async def authenticate(
         # The connection ended: no proof failed. The caller treats it as a transport error, not as a
         # stranger (a peer dropping a duplicate connection closes it right after the handshake).
         raise
-    return bytes(hello.boot_id)
+    nonces = our_nonce + their_nonce if initiator else their_nonce + our_nonce
+    return HandshakeResult(their_boot_id=bytes(hello.boot_id), link_id=hashlib.sha256(nonces).digest())
 
 
 def _check_hello(hello: peer_pb2.Hello, their_id: bytes) -> bytes:
