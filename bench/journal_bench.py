@@ -149,7 +149,13 @@ async def run(events: int, batch: int, workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "events": events,
         "batch": batch,
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            # the machine is shared: the 1/5/15-minute load averages tell how busy it was
+            "load_average_start": list(os.getloadavg()),
+        },
     }
     path = workdir / "journal.db"
     journal = await Journal.open(path)
@@ -212,6 +218,7 @@ async def run(events: int, batch: int, workdir: Path) -> dict[str, Any]:
         await restart_case(workdir, min(10_000, events), batch, tail=min(100, max(1, events // 100))),
         {"history": last, "tail_after_snapshot": tail, "open_s": open_s, "rebuild_s": rebuild_s, "last_seq": last},
     ]
+    results["machine"]["load_average_end"] = list(os.getloadavg())
     results["journal_bytes"] = path.stat().st_size
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
@@ -262,6 +269,9 @@ def print_table(r: dict[str, Any]) -> None:
     width = max(len(name) for name, _, _ in rows)
     size_mb, rss_mb = r["journal_bytes"] / 1e6, r["peak_rss_mb"]
     print(f"journal bench: {r['events']:,} events, journal {size_mb:.0f} MB, peak RSS {rss_mb:.0f} MB")
+    machine = r["machine"]
+    start, end = machine["load_average_start"][0], machine["load_average_end"][0]
+    print(f"  load average (1 min): {start:.2f} at start, {end:.2f} at end, on {machine['cpus']} cpus")
     snap_mb = r["snapshot_bytes"] / 1e6
     print(f"  snapshot: {snap_mb:.1f} MB of state ({r['state_assets']:,} assets held)")
     for name, rate, seconds in rows:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 GENESIS_DIGEST = "00" * 32
@@ -39,9 +40,22 @@ def event_digest(
     """The digest of one event given the digest before it; `data_json` is the event's canonical data."""
     # Equal to canonical_json([seq, time_ms, kind, peer, hash, data]) when data_json is canonical, built
     # by splicing so the (already canonical) data text is not parsed and dumped again.
-    head = _ENCODER.encode([seq, time_ms, kind, peer, hash])
-    payload = f"{head[:-1]},{data_json}]"
+    if type(seq) is int and type(time_ms) is int and type(kind) is str and _is_text(peer) and _is_text(hash):
+        # What _ENCODER writes for these types, spelled out: ints as repr, strings by the same C escaper
+        # (ensure_ascii), None as null. A quarter of the encoder's cost on the append path.
+        payload = f"[{seq!r},{time_ms!r},{encode_basestring_ascii(kind)},{_text(peer)},{_text(hash)},{data_json}]"
+    else:
+        head = _ENCODER.encode([seq, time_ms, kind, peer, hash])
+        payload = f"{head[:-1]},{data_json}]"
     return hashlib.sha256(prev_digest + payload.encode()).digest()
+
+
+def _is_text(value: str | None) -> bool:
+    return value is None or type(value) is str
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,25 +24,21 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cansync.core.events import Event, EventKind
+from cansync.core.events import Event
 from cansync.journal import schema
 from cansync.journal.chain import GENESIS_DIGEST, ChainReport, canonical_json, event_digest
+from cansync.journal.codec import RowDecodeError, build_event, decode_row
 from cansync.journal.database import BEGIN_MODE_OPTION, create_journal_engine, preflight, upgrade_to_head
 from cansync.journal.errors import JournalError, SnapshotMismatch
+from cansync.journal.scan import SCAN_BATCH, fold_events
 
 __all__ = ["ChainReport", "Journal", "JournalError", "SnapshotMismatch"]
 
 MAX_GROUP_EVENTS = 20_000
 """Most events one group-commit transaction writes (bounds the latency of the callers waiting on it)."""
 
-_ROW_COLUMNS = (
-    schema.events.c.seq,
-    schema.events.c.time_ms,
-    schema.events.c.kind,
-    schema.events.c.peer,
-    schema.events.c.hash,
-    schema.events.c.data,
-)
+_ROW_COLUMNS = "seq, time_ms, kind, peer, hash, data"
+"""The columns of an event row as read back (codec.decode_row's order)."""
 # Plain tuples through Core's exec_driver_sql: one executemany with no per-row parameter processing.
 _INSERT_EVENTS_SQL = (
     f"INSERT INTO {schema.events.name} ({', '.join(c.name for c in schema.events.columns)}) "
@@ -51,9 +49,6 @@ _UPDATE_HEAD = (
     .where(schema.chain_head.c.id == schema.HEAD_ROW_ID)
     .values(seq=bindparam("head_seq"), digest=bindparam("head_digest"))
 )
-
-
-_KINDS = {kind.value: kind for kind in EventKind}
 
 
 def _wall_ms() -> int:
@@ -213,23 +208,26 @@ class Journal:
         time_ms = max(_wall_ms(), self._last_time_ms)  # non-decreasing along seq, so time maps to a seq range
         rows: list[tuple[Any, ...]] = []
         results: list[list[Event]] = []
+        prev_hex = prev.hex()
         for item in group:
             journaled = []
             for ev, data_json in zip(item.events, item.data_json, strict=True):
                 seq += 1
-                kind = str(ev.kind)
-                digest = event_digest(prev, seq, time_ms, kind, ev.peer, ev.hash, data_json)
-                rows.append((seq, time_ms, kind, ev.peer, ev.hash, data_json, prev.hex(), digest.hex()))
-                # the same as ev.journaled(seq, time_ms), without dataclasses.replace's cost per event
-                journaled.append(Event(ev.kind, ev.peer, ev.hash, ev.data, seq, time_ms))
-                prev = digest
+                kind, peer, hash_ = ev.kind, ev.peer, ev.hash
+                kind_text = str(kind)
+                digest = event_digest(prev, seq, time_ms, kind_text, peer, hash_, data_json)
+                digest_hex = digest.hex()
+                rows.append((seq, time_ms, kind_text, peer, hash_, data_json, prev_hex, digest_hex))
+                # ev.journaled(seq, time_ms) without dataclasses.replace's cost: ev passed Event's checks
+                journaled.append(build_event(kind, peer, hash_, ev.data, seq, time_ms))
+                prev, prev_hex = digest, digest_hex
             results.append(journaled)
         try:
             async with self._write_lock, self._engine.connect() as conn:
                 conn = await conn.execution_options(**{BEGIN_MODE_OPTION: "IMMEDIATE"})
                 async with conn.begin():
                     await conn.exec_driver_sql(_INSERT_EVENTS_SQL, rows)
-                    await conn.execute(_UPDATE_HEAD, {"head_seq": seq, "head_digest": prev.hex()})
+                    await conn.execute(_UPDATE_HEAD, {"head_seq": seq, "head_digest": prev_hex})
         except Exception as exc:  # noqa: BLE001 - any failure goes to the callers; the writer keeps serving
             error = JournalError(f"{self.path}: cannot write {len(rows)} event(s): {exc}")
             error.__cause__ = exc
@@ -258,24 +256,29 @@ class Journal:
         """Stream the events after `after_seq` that match every filter given, in seq order."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
-        ev = schema.events.c
-        stmt = select(*_ROW_COLUMNS).where(ev.seq > bindparam("after"))
+        # Plain SQL through the driver's cursor: rows come back as tuples, with no SQLAlchemy Row per event.
+        where: list[str] = ["seq > ?"]
+        params: list[Any] = []
         if peer is not None:
-            stmt = stmt.where(ev.peer == peer)
+            where.append("peer = ?")
+            params.append(peer)
         if hash is not None:
-            stmt = stmt.where(ev.hash == hash)
+            where.append("hash = ?")
+            params.append(hash)
         if kinds is not None:
-            stmt = stmt.where(ev.kind.in_([str(k) for k in kinds]))
+            kind_texts = [str(k) for k in kinds]
+            where.append(f"kind IN ({', '.join('?' for _ in kind_texts)})" if kind_texts else "0")
+            params += kind_texts
         if since_time_ms is not None:
-            stmt = stmt.where(ev.time_ms >= since_time_ms)
+            where.append("time_ms >= ?")
+            params.append(since_time_ms)
             after_seq = max(after_seq, await self._seq_before_time(since_time_ms))
-        stmt = stmt.order_by(ev.seq).limit(batch)
+        sql = f"SELECT {_ROW_COLUMNS} FROM {schema.events.name} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
 
-        async def fetch(after: int) -> Sequence[Any]:
+        async def fetch(after: int) -> list[tuple[Any, ...]]:
             try:
-                async with self._engine.connect() as conn:
-                    return (await conn.execute(stmt, {"after": after})).all()
-            except SQLAlchemyError as exc:
+                return await self._fetch_rows(sql, (after, *params, batch))
+            except (sqlite3.Error, SQLAlchemyError) as exc:
                 raise JournalError(f"{self.path}: cannot read events after seq {after}: {exc}") from exc
 
         # Fetch the next batch while the caller works through this one: at most two batches in memory.
@@ -305,16 +308,39 @@ class Journal:
             ).scalar()
         return max(0, first - 1) if first is not None else await self.last_seq()
 
+    async def _fetch_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """All rows of one SELECT, as plain tuples from the driver's cursor (its errors pass up)."""
+        async with self._engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            if driver is None:  # only after the pool has invalidated it; SQLAlchemy reconnects next time
+                raise JournalError(f"{self.path}: the database connection was lost; try again")
+            cursor = await driver.execute(sql, params)
+            try:
+                return list(await cursor.fetchall())
+            finally:
+                await cursor.close()
+
     def _decode(self, row: Sequence[Any]) -> Event:
-        seq, time_ms, kind, peer, hash_, data = row
         try:
-            payload = json.loads(data)
-            if not isinstance(payload, dict):
-                raise ValueError(f"data is a JSON {type(payload).__name__}, not an object")
-            event_kind = _KINDS.get(kind) or EventKind(kind)  # the dict skips the enum's slower lookup
-            return Event(kind=event_kind, peer=peer, hash=hash_, data=payload, seq=seq, time_ms=time_ms)
-        except (ValueError, TypeError) as exc:  # bad JSON, unknown kind, an event missing its peer or hash
-            raise JournalError(f"{self.path}: event seq {seq} cannot be decoded: {exc}") from exc
+            return decode_row(row)
+        except RowDecodeError as exc:  # bad JSON, unknown kind, an event missing its peer or hash
+            raise JournalError(f"{self.path}: event seq {row[0]} cannot be decoded: {exc}") from exc
+
+    async def replay_into(
+        self, apply: Callable[[Event], object], *, after_seq: int = 0, batch: int = SCAN_BATCH
+    ) -> int:
+        """Call `apply` on every event after `after_seq`, in seq order; returns the last seq applied.
+
+        The fast path for folding the whole journal: reading, decoding and `apply` all run in one worker
+        thread, so `apply` must not touch the event loop (SyncState.replay does not). The events are
+        those committed when the scan starts. Returns `after_seq` when there are none after it.
+        """
+        self._check_open()
+        stop = threading.Event()
+        try:
+            return await asyncio.to_thread(fold_events, self.path, after_seq, apply, stop, batch)
+        finally:
+            stop.set()  # if we were cancelled, the thread gives up at its next batch
 
     async def last_seq(self) -> int:
         """The seq of the newest event in the journal (0 when it is empty)."""
@@ -379,6 +405,8 @@ class Journal:
                 "journal changed after it was taken); rebuild with `cansync journal replay --no-snapshot`"
             )
         try:
+            # the stdlib, not codec.load_json: on a text this size (75 MB at 1M events) the copies its
+            # orjson check makes cost more time and memory than orjson saves
             state = json.loads(state_json)
         except ValueError as exc:
             raise JournalError(f"{self.path}: the snapshot at seq {seq} is not valid JSON: {exc}") from exc
@@ -390,18 +418,14 @@ class Journal:
 
     async def verify(self, batch: int = 5000) -> ChainReport:
         """Walk the whole chain: every event decodes, follows its predecessor and matches its digest."""
-        ev = schema.events.c
-        stmt = (
-            select(*_ROW_COLUMNS, ev.prev_digest, ev.digest)
-            .where(ev.seq > bindparam("after"))
-            .order_by(ev.seq)
-            .limit(batch)
-        )
+        sql = f"SELECT {_ROW_COLUMNS}, prev_digest, digest FROM {schema.events.name} WHERE seq > ? ORDER BY seq LIMIT ?"
         expected_seq, prev_hex, checked = 1, GENESIS_DIGEST, 0
         after = 0
         while True:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(stmt, {"after": after})).all()
+            try:
+                rows = await self._fetch_rows(sql, (after, batch))
+            except (sqlite3.Error, SQLAlchemyError) as exc:
+                raise JournalError(f"{self.path}: cannot read events after seq {after} to verify them: {exc}") from exc
             for row in rows:
                 seq, time_ms, kind, peer, hash_, data, stored_prev, stored_digest = row
                 if seq != expected_seq:

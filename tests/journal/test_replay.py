@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import sqlite3
+import threading
 from pathlib import Path
+
+import pytest
 
 from cansync.core.events import Event, EventKind
 from cansync.core.machine import SyncState, fold
-from cansync.journal.recorder import Journal
+from cansync.journal.recorder import Journal, JournalError
 from cansync.journal.replay import rebuild_state, write_snapshot
+from cansync.journal.scan import ScanCancelled, fold_events
 
 from .conftest import asset_hash, peer_id, session_events
 
@@ -79,3 +85,79 @@ async def test_a_snapshot_that_no_longer_matches_the_chain_is_passed_over(tmp_pa
         assert (state, last) == (fold(written), written[-1].seq)
     finally:
         await journal.close()
+
+
+async def test_a_corrupt_row_stops_the_rebuild_naming_file_and_seq(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = await Journal.open(path)
+    await _fill(journal, range(2))
+    await journal.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE events SET data = '{broken' WHERE seq = 6")
+    conn.close()
+    journal = await Journal.open(path)
+    try:
+        with pytest.raises(JournalError, match="Expecting property name") as caught:
+            await rebuild_state(journal, use_snapshot=False)
+        assert str(path) in str(caught.value) and "seq 6" in str(caught.value)
+    finally:
+        await journal.close()
+
+
+async def test_replay_into_feeds_the_events_after_a_seq_in_order(journal: Journal) -> None:
+    written = await _fill(journal, range(5))
+    seen: list[Event] = []
+    last = await journal.replay_into(seen.append, after_seq=10, batch=7)  # several batches
+    assert last == written[-1].seq and seen == written[10:]
+    assert await journal.replay_into(seen.append, after_seq=last) == last  # nothing after: after_seq back
+
+
+async def test_replay_into_reads_large_integers_and_any_text_back(journal: Journal) -> None:
+    odd = Event(EventKind.PEER_REJECTED, peer=peer_id(1), data={"n": 2**70, "reason": "caf\u00e9 \ud800 \u2028"})
+    (written,) = await journal.append([odd])
+    seen: list[Event] = []
+    await journal.replay_into(seen.append)
+    assert seen == [written] == [e async for e in journal.read()]
+    assert type(seen[0].data["n"]) is int and seen[0].data["n"] == 2**70
+
+
+def test_a_cancelled_scan_stops_at_its_next_batch(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+
+    async def fill() -> None:
+        async with await Journal.open(path) as journal:
+            await _fill(journal, range(3))
+
+    asyncio.run(fill())
+    stop = threading.Event()
+    stop.set()
+    applied: list[Event] = []
+    with pytest.raises(ScanCancelled, match=str(path)):
+        fold_events(path, 0, applied.append, stop, batch=5)
+    assert applied == []
+    assert fold_events(path, 0, applied.append, threading.Event(), batch=5) == 27 and len(applied) == 27
+
+
+async def test_rebuild_leaves_the_garbage_collector_as_it_found_it(journal: Journal) -> None:
+    await _fill(journal, range(2))
+    assert gc.isenabled()
+    await rebuild_state(journal)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        await rebuild_state(journal)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    await journal.save_snapshot(0, {"version": 1})  # damaged: from_snapshot raises inside the pause
+    with sqlite3.connect(journal.path) as conn:
+        conn.execute("UPDATE events SET kind = 'peer_teleported' WHERE seq = 3")
+    conn.close()
+    with pytest.raises(JournalError):
+        await rebuild_state(journal)
+    assert gc.isenabled()
+
+
+async def test_reading_no_kinds_reads_nothing(journal: Journal) -> None:
+    await _fill(journal, range(1))
+    assert [e async for e in journal.read(kinds=[])] == []
