@@ -8,11 +8,13 @@ backs off while it cannot connect and rests while a session is up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from cansync.agent.internet_discovery import InternetDiscovery
 from cansync.core.events import Event, EventKind
+from cansync.core.peer_state import LinkStatus
 from cansync.discovery.lan import LanDiscovery
 from cansync.journal.errors import JournalError
 from cansync.net.address import EndpointAddress
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIAL_BACKOFF_START = 0.5
-DIAL_BACKOFF_MAX = 30.0
+DIAL_BACKOFF_MAX = 10.0
+JOURNAL_RETRY = 2.0
 TICKET_POLL = 0.5
 
 
@@ -35,10 +38,12 @@ class PeerDirectory:
         self.addresses: dict[str, EndpointAddress] = {}
         self._via: dict[str, set[str]] = {}
         self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._moved: dict[str, asyncio.Event] = {}  # set when a peer's address changes
         self._sources: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
         config = self.agent.config
+        await self._recall_known_peers()
         if config.connect_ticket_file is not None:
             self._sources.append(asyncio.create_task(self._watch_ticket_file(), name="ticket-file"))
         if config.pkarr_relays:
@@ -70,6 +75,18 @@ class PeerDirectory:
                 task.cancel()
             await asyncio.gather(*self._sources, *self._dialers.values(), return_exceptions=True)
 
+    async def _recall_known_peers(self) -> None:
+        """After a restart, dial the peers the journal knows an address for: a peer that only ever dialed
+        us would otherwise wait for its own retries to find us again."""
+        assert self.agent.ledger is not None
+        for peer, state in sorted(self.agent.ledger.state.peers.items()):
+            if state.addrs and state.link is not LinkStatus.REJECTED:
+                try:
+                    address = EndpointAddress(peer, state.addrs)
+                except ValueError:
+                    continue
+                await self.learn(address, via="journal")
+
     @property
     def _id_is_enough(self) -> bool:
         # with iroh's relays on, iroh can reach a peer by its id alone
@@ -97,6 +114,8 @@ class PeerDirectory:
         if changed or via not in vias:
             vias.add(via)
             self.addresses[peer] = merged
+            if changed and known is not None:
+                self._moved.setdefault(peer, asyncio.Event()).set()
             assert self.agent.ledger is not None
             await self.agent.ledger.record(
                 Event(EventKind.PEER_DISCOVERED, peer=peer, data={"via": via, "addrs": list(merged.direct_addrs)})
@@ -106,31 +125,48 @@ class PeerDirectory:
             self._dialers[peer] = asyncio.create_task(self._dial_loop(peer), name=f"dial-{peer[:10]}")
 
     async def _dial_loop(self, peer: str) -> None:
-        """Keep a session with this peer: dial when there is none, back off while dials fail."""
+        """Keep a session with this peer: dial when there is none, back off while dials fail.
+
+        A new address for a peer we are in session with is dialed at once: the peer restarted (new
+        port), and its old session may look alive until the keepalives run out. The handshake's boot
+        id then tells the two apart, and the new connection replaces the old session."""
         delay = DIAL_BACKOFF_START
+        moved = self._moved.setdefault(peer, asyncio.Event())
         while True:
             session = self.agent.sessions.get(peer)
             if session is not None:
-                await session.ended.wait()
-                delay = DIAL_BACKOFF_START
-                await asyncio.sleep(DIAL_BACKOFF_START)
-                continue
+                ended = asyncio.ensure_future(session.ended.wait())
+                new_address = asyncio.ensure_future(moved.wait())
+                await asyncio.wait({ended, new_address}, return_when=asyncio.FIRST_COMPLETED)
+                ended.cancel()
+                new_address.cancel()
+                if not moved.is_set():
+                    delay = DIAL_BACKOFF_START
+                    await asyncio.sleep(DIAL_BACKOFF_START)
+                    continue
+            moved.clear()
             address = self.addresses[peer]
             try:
                 await self.agent.connect(address)
                 delay = DIAL_BACKOFF_START
             except TransportError as exc:
                 log.info("peer %s: %s (retry in %.1f s)", peer[:10], exc, delay)
-                await asyncio.sleep(delay)
+                await self._pause(moved, delay)
                 delay = min(delay * 2, DIAL_BACKOFF_MAX)
                 continue
             except JournalError as exc:
-                # the journal cannot take the session's facts (disk full?): keep trying, never give up on the peer
-                log.error("peer %s: session stopped, the journal failed: %s (retry in %.1f s)", peer[:10], exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, DIAL_BACKOFF_MAX)
+                # the journal cannot take the session's facts (disk full?): a local trouble, so no growing
+                # back-off: try again soon, and never give up on the peer
+                log.error("peer %s: session stopped, the journal failed: %s", peer[:10], exc)
+                await self._pause(moved, JOURNAL_RETRY)
                 continue
             await asyncio.sleep(DIAL_BACKOFF_START)
+
+    @staticmethod
+    async def _pause(moved: asyncio.Event, seconds: float) -> None:
+        """Sleep, unless a new address for the peer turns up first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(moved.wait(), seconds)
 
     async def _watch_ticket_file(self) -> None:
         """Dial the peer named in connect_ticket_file; re-read it when it changes (ports change on restart)."""
