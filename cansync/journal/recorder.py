@@ -417,13 +417,23 @@ class Journal:
     # -- verifying -----------------------------------------------------------------------------
 
     async def verify(self, batch: int = 5000) -> ChainReport:
-        """Walk the whole chain: every event decodes, follows its predecessor and matches its digest."""
-        sql = f"SELECT {_ROW_COLUMNS}, prev_digest, digest FROM {schema.events.name} WHERE seq > ? ORDER BY seq LIMIT ?"
+        """Walk the whole chain: every event decodes, follows its predecessor and matches its digest.
+
+        The chain head is read first and the walk stops at it: a running agent may append while we
+        walk, and events newer than the head we read are the next verify's business.
+        """
+        async with self._engine.connect() as conn:
+            head = (await conn.execute(select(schema.chain_head.c.seq, schema.chain_head.c.digest))).first()
+        head_seq = head[0] if head is not None else 0
+        sql = (
+            f"SELECT {_ROW_COLUMNS}, prev_digest, digest FROM {schema.events.name} "
+            "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        )
         expected_seq, prev_hex, checked = 1, GENESIS_DIGEST, 0
         after = 0
         while True:
             try:
-                rows = await self._fetch_rows(sql, (after, batch))
+                rows = await self._fetch_rows(sql, (after, head_seq, batch))
             except (sqlite3.Error, SQLAlchemyError) as exc:
                 raise JournalError(f"{self.path}: cannot read events after seq {after} to verify them: {exc}") from exc
             for row in rows:
@@ -447,8 +457,6 @@ class Journal:
             if len(rows) < batch:
                 break
             after = rows[-1][0]
-        async with self._engine.connect() as conn:
-            head = (await conn.execute(select(schema.chain_head.c.seq, schema.chain_head.c.digest))).first()
         if head is None:
             return ChainReport(False, checked, expected_seq, "the chain head record is missing")
         if (head[0], head[1]) != (expected_seq - 1, prev_hex):

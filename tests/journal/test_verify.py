@@ -105,3 +105,34 @@ async def test_rows_cut_off_the_end_are_caught_and_stay_caught_after_more_append
         assert not report.ok and report.first_bad_seq == 21 and "21-24" in report.reason
     finally:
         await journal.close()
+
+
+async def test_verify_while_another_process_keeps_appending_never_reports_a_false_break(tmp_path: Path) -> None:
+    """`cansync journal verify` runs beside a live agent: events committed during the walk are not
+    "dropped from the end"."""
+    import asyncio
+
+    path = tmp_path / "journal.db"
+    await _journal_with(path, peers=50)
+    writer = await Journal.open(path)
+    reader = await Journal.open(path)
+    stop = asyncio.Event()
+
+    async def keep_appending() -> int:
+        n = 0
+        while not stop.is_set():
+            await writer.append(session_events(peer_id(1000 + n), asset_hash(1000 + n)))
+            n += 1
+        return n
+
+    appender = asyncio.create_task(keep_appending())
+    try:
+        reports = [await reader.verify(batch=37) for _ in range(15)]
+    finally:
+        stop.set()
+        appended = await appender
+        await reader.close()
+        await writer.close()
+    assert appended > 0
+    assert all(r.ok for r in reports), [r for r in reports if not r.ok][:1]
+    assert reports[-1].checked > reports[0].checked >= 400  # later walks saw the appends
