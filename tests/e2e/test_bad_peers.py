@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import struct
 import time
 from pathlib import Path
@@ -22,18 +21,11 @@ from cansync.wire.frames import FrameType
 from cansync.wire.pb import can_sync_pb2, peer_pb2
 from tests.e2e.conftest import PASSPHRASE, SYNC_KEY, Cluster
 from tests.helpers.assets import assert_files_match_names, ingest, make_bytes, store_digests
+from tests.helpers.journal_db import journal_rows
 from tests.helpers.store_process import start_store_process, wait_until
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def journal_rows(home: Path, sql: str, *params: object) -> list[tuple]:
-    try:
-        with sqlite3.connect(f"file:{home / 'data' / 'journal.db'}?mode=ro", uri=True, timeout=10) as db:
-            return db.execute(sql, params).fetchall()
-    except sqlite3.OperationalError:
-        return []
 
 
 async def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]

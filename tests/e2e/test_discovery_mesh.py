@@ -3,23 +3,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 from tests.e2e.conftest import SYNC_KEY, Cluster, Node
 from tests.helpers.assets import ingest, make_bytes, store_digests
+from tests.helpers.journal_db import journal_rows
 from tests.helpers.npm_relay import NpmRelay
 from tests.helpers.store_process import wait_until
 
 KiB = 1024
-
-
-def journal_rows(home: Path, sql: str, *params: object) -> list[tuple]:
-    try:
-        with sqlite3.connect(f"file:{home / 'data' / 'journal.db'}?mode=ro", uri=True, timeout=10) as db:
-            return db.execute(sql, params).fetchall()
-    except sqlite3.OperationalError:
-        return []
 
 
 def authenticated(node: Node) -> set[str]:

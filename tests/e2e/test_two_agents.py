@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 from tests.e2e.conftest import SYNC_KEY, Cluster
 from tests.helpers.assets import assert_files_match_names, asset_files, ingest, make_bytes, store_digests
+from tests.helpers.journal_db import journal_rows
 from tests.helpers.store_process import wait_until
 
 KiB = 1024
@@ -19,11 +19,6 @@ def mixed_sizes(count: int = 102) -> list[int]:
     large = [64 * MiB, 16 * MiB, 16 * MiB, 4 * MiB, 4 * MiB, 4 * MiB, 4 * MiB]
     small = [KiB * (1 + (i * 37) % 256) for i in range(count - len(large))]
     return large + small
-
-
-def journal_rows(agent_home: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(f"file:{agent_home / 'data' / 'journal.db'}?mode=ro", uri=True, timeout=10) as db:
-        return db.execute(sql, params).fetchall()
 
 
 def test_two_agents_mirror_102_mixed_assets_each_way_and_name_the_sender(cluster: Cluster):
@@ -94,10 +89,7 @@ def test_a_new_asset_appears_on_the_other_side_within_5_s_and_is_not_sent_back(c
 
 
 def _authenticated(home: Path) -> set[str]:
-    try:
-        rows = journal_rows(home, "SELECT DISTINCT peer FROM events WHERE kind='peer_authenticated'")
-    except sqlite3.OperationalError:
-        return set()
+    rows = journal_rows(home, "SELECT DISTINCT peer FROM events WHERE kind='peer_authenticated'")
     return {peer for (peer,) in rows}
 
 
@@ -109,13 +101,8 @@ def test_kill_9_mid_transfer_resumes_from_the_last_checkpoint(cluster: Cluster):
     a.start_agent(connect_ticket_file=b.home / "ticket.json")
 
     def checkpointed() -> int:
-        try:
-            rows = journal_rows(
-                b.home, "SELECT count(*) FROM events WHERE kind='transfer_checkpointed' AND hash=?", asset
-            )
-        except sqlite3.OperationalError:
-            return 0
-        return rows[0][0] or 0
+        rows = journal_rows(b.home, "SELECT count(*) FROM events WHERE kind='transfer_checkpointed' AND hash=?", asset)
+        return rows[0][0] if rows else 0
 
     assert wait_until(lambda: checkpointed() >= 40, timeout=120, interval=0.02), "the transfer never got going"
     b.agent.kill9()  # type: ignore[union-attr]
@@ -163,10 +150,7 @@ def test_a_stranger_with_the_wrong_passphrase_gets_nothing_and_is_journaled_as_r
     stranger_id = stranger.agent.endpoint_id  # type: ignore[union-attr]
 
     def rejected() -> list[tuple]:
-        try:
-            return journal_rows(a.home, "SELECT data FROM events WHERE kind='peer_rejected' AND peer=?", stranger_id)
-        except sqlite3.OperationalError:
-            return []
+        return journal_rows(a.home, "SELECT data FROM events WHERE kind='peer_rejected' AND peer=?", stranger_id)
 
     assert wait_until(lambda: bool(rejected()), timeout=30), "the stranger was not journaled as rejected"
     time.sleep(2)
@@ -190,12 +174,9 @@ def test_content_that_does_not_match_its_hash_is_refused_journaled_and_re_reques
     a.start_agent(connect_ticket_file=b.home / "ticket.json")
 
     def failures() -> list[tuple]:
-        try:
-            return journal_rows(
-                b.home, "SELECT data FROM events WHERE kind='transfer_failed' AND hash=? ORDER BY seq", asset
-            )
-        except sqlite3.OperationalError:
-            return []
+        return journal_rows(
+            b.home, "SELECT data FROM events WHERE kind='transfer_failed' AND hash=? ORDER BY seq", asset
+        )
 
     assert wait_until(lambda: len(failures()) >= 3, timeout=60), "the bad content was not refused and re-requested"
     time.sleep(1.5)
