@@ -300,6 +300,12 @@ class Agent:
             conn.close("handshake failed")
             return
         self.limiter.record_success(peer)
+        if address is None:
+            assert self.directory is not None
+            await self.directory.learn(_observed_address(conn), via="incoming")
+        await self._local_store_journaled()
+        # No await may come between the admission and the registration below: two connections of one
+        # peer admitted side by side would both become sessions.
         if not await self._admit(peer, initiator, handshake.their_boot_id, handshake.link_id):
             log.info("peer %s: dropped a duplicate connection", peer[:10])
             # say why and let the handshake's last frame arrive before closing: the peer reaches the
@@ -310,10 +316,6 @@ class Agent:
             await asyncio.sleep(DUPLICATE_CLOSE_GRACE)
             conn.close("duplicate connection")
             return
-        if address is None:
-            assert self.directory is not None
-            await self.directory.learn(_observed_address(conn), via="incoming")
-        await self._local_store_journaled()
         session = PeerSession(
             peer,
             conn,
@@ -367,7 +369,8 @@ class Agent:
         # the old session journals its disconnect (cutting off its transfers) before the new one starts
         existing.close("peer restarted" if restarted else "replaced by the connection both ends keep")
         await existing.ended.wait()
-        return self.sessions.get(peer) in (None, existing)
+        # judge again against whatever holds the peer now (another new connection may have won meanwhile)
+        return await self._admit(peer, initiator, their_boot, link_id)
 
 
 def _observed_address(conn: PeerConnection) -> EndpointAddress:

@@ -253,6 +253,11 @@ class SyncState:
 
     def _peer_authenticated(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
+        # A new session means the last one is over, even if its end never reached the journal (a full
+        # disk, a crash): what it was moving is cut off, and asked for again below.
+        for transfer in (*state.incoming.values(), *state.outgoing.values()):
+            if transfer.status.active:
+                transfer.status = TransferStatus.INTERRUPTED
         state.link = LinkStatus.AUTHENTICATED
         state.reject_reason = None
         return list(self.requests_for(state.peer)) if self._emit else []

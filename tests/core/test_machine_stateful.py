@@ -51,6 +51,7 @@ class MachineVersusModel(RuleBasedStateMachine):
     def authenticate(self, peer):
         commands = self.record(Event(EventKind.PEER_AUTHENTICATED, peer=peer))
         self.authenticated.add(peer)
+        self.moving_in[peer].clear()  # a new session ends whatever the last one was moving
         requested = {c.hash for c in commands if isinstance(c, RequestAsset)}
         assert requested <= self.has[peer] - self.local
         for asset in self.has[peer] - self.local:
