@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 DIAL_BACKOFF_START = 0.5
 DIAL_BACKOFF_MAX = 10.0
 JOURNAL_RETRY = 2.0
+MAX_ADDRS_PER_PEER = 8
+FIRST_HAND = frozenset({"ticket", "lan", "pkarr"})
+"""Sources that speak for the peer as it is now: a new address from one of them is dialed at once."""
 TICKET_POLL = 0.5
 
 
@@ -107,14 +110,17 @@ class PeerDirectory:
             return
         known = self.addresses.get(peer)
         merged = address
-        if known is not None and (via == "incoming" or not (address.direct_addrs or address.relay_url)):
-            merged = known  # what a peer dialed us from adds nothing to an address we already dial
-        changed = known != merged
+        if known is not None:
+            # Merge, newest first, rather than replace: news about a peer can be stale (another peer
+            # passing on where it met it before a restart), and iroh tries every address it is given.
+            addrs = tuple(dict.fromkeys((*address.direct_addrs, *known.direct_addrs)))[:MAX_ADDRS_PER_PEER]
+            merged = EndpointAddress(peer, addrs, address.relay_url or known.relay_url)
+        changed = known is not None and set(merged.direct_addrs) != set(known.direct_addrs)
         vias = self._via.setdefault(peer, set())
-        if changed or via not in vias:
+        if changed or known is None or via not in vias:
             vias.add(via)
             self.addresses[peer] = merged
-            if changed and known is not None:
+            if changed and via in FIRST_HAND:
                 self._moved.setdefault(peer, asyncio.Event()).set()
             assert self.agent.ledger is not None
             await self.agent.ledger.record(
