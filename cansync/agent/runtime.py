@@ -36,6 +36,7 @@ from cansync.core.commands import (
 )
 from cansync.core.events import Event, EventKind
 from cansync.core.peer_state import LinkStatus
+from cansync.journal.errors import JournalError
 from cansync.journal.recorder import Journal
 from cansync.net.address import EndpointAddress
 from cansync.net.endpoint import ALPN, PeerConnection, PeerEndpoint, open_endpoint
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 15.0
 STORE_CATCH_UP_WAIT = 30.0
 DUPLICATE_CLOSE_GRACE = 1.0
+REPLAN_SECS = 5.0
 
 
 class Agent:
@@ -116,6 +118,7 @@ class Agent:
             asyncio.create_task(self.feed.run(), name="local-feed"),
             asyncio.create_task(self._accept_loop(), name="accept"),
             asyncio.create_task(self.directory.run(), name="peer-directory"),
+            asyncio.create_task(self._replan(), name="replan"),
         ]
         log.info("agent %s started (store %s, journal %s)", self.our_id[:10], url, config.journal_path)
 
@@ -198,6 +201,19 @@ class Agent:
                         data={"loser": command.loser.to_data(), "winner": command.winner.to_data()},
                     )
                 )
+
+    async def _replan(self) -> None:
+        """Every few seconds, act again on what the state says is still wanted from each peer in session.
+        Commands are normally acted on as events arrive; this catches what could not be done then (our
+        disk was full, our store was down) without a hot retry loop."""
+        assert self.ledger is not None
+        while True:
+            await asyncio.sleep(REPLAN_SECS)
+            for peer in list(self.sessions):
+                try:
+                    await self.dispatch(self.ledger.state.requests_for(peer))
+                except JournalError as exc:
+                    log.error("cannot plan requests to %s: %s", peer[:10], exc)
 
     async def _request(self, command: RequestAsset) -> None:
         assert self.ledger is not None

@@ -455,7 +455,13 @@ class PeerSession:
                             EventKind.TRANSFER_FAILED,
                             peer=self.peer,
                             hash=asset,
-                            data={"direction": "in", "reason": reason, "discard": False},
+                            # staging failing (a full disk) is ours to fix, not the peer's fault
+                            data={
+                                "direction": "in",
+                                "reason": reason,
+                                "discard": False,
+                                "local_fault": isinstance(exc, OSError) and not isinstance(exc, TransportError),
+                            },
                         )
                     )
                 )

@@ -390,6 +390,8 @@ class SyncState:
             transfer.offset = 0
         if side is state.outgoing or event.hash in self.local or not self._emit:
             return []
+        if event.data.get("local_fault"):
+            return []  # asking again at once would fail the same way; the agent's periodic plan retries
         if state.link is LinkStatus.AUTHENTICATED and event.hash in state.has and self._may_request(state, event.hash):
             return [self._request(state.peer, event.hash)]
         return self._request_elsewhere(event.hash, exclude=state.peer)
