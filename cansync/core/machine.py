@@ -423,7 +423,10 @@ class SyncState:
         incoming = MetaValue.from_data(event.data)
         current = self.meta.get(event.hash)
         if current == incoming:
-            return []
+            # The same change again (another peer passing it on, or a re-send after a reconnect): apply
+            # it to our store again. Writing the store is idempotent, and an apply cut off after the
+            # change was journaled (a session closed mid-way) is repaired this way.
+            return [ApplyMetadata(event.hash, incoming)] if event.peer is not None and self._emit else []
         if not incoming.beats(current):
             assert current is not None
             return [RecordSuperseded(event.hash, loser=incoming, winner=current)]
