@@ -521,7 +521,7 @@ class PeerSession:
             staged.close()
             if checkpoint is not None:
                 await asyncio.gather(checkpoint, return_exceptions=True)
-        digest = await asyncio.to_thread(_finish_digest, staged)
+        digest = await asyncio.to_thread(staged.digest)
         if staged.size != meta.size or digest != asset:
             reason = (
                 f"content does not match its hash: got {staged.size} bytes hashing to {digest[:16]}, "
@@ -564,10 +564,6 @@ class PeerSession:
         )
         self.staging.discard(asset)
         await self.host.dispatch(commands)
-
-
-def _finish_digest(staged: object) -> str:
-    return staged.digest()  # type: ignore[attr-defined, no-any-return]
 
 
 async def _nothing_to_do(message: object) -> None:
