@@ -140,6 +140,10 @@ class PeerSession:
             self.ended.set()
             log.info("peer %s: session ended (%s)", self.short, self.end_reason)
 
+    def _fact(self, kind: EventKind, asset: str, data: dict[str, Any]) -> Event:
+        """An event about one asset and this session's peer."""
+        return Event(kind, peer=self.peer, hash=asset, data=data)
+
     def close(self, reason: str) -> None:
         self.end_reason = reason
         self.conn.close(reason[:100])
@@ -372,23 +376,17 @@ class PeerSession:
                 sent, size = await self._stream_asset(asset, offset)
             except (TransportError, CanServiceError, OSError) as exc:
                 await self.ledger.record(
-                    Event(
+                    self._fact(
                         EventKind.TRANSFER_FAILED,
-                        peer=self.peer,
-                        hash=asset,
-                        data={"direction": "out", "reason": _describe(exc), "discard": False},
+                        asset,
+                        {"direction": "out", "reason": _describe(exc), "discard": False},
                     )
                 )
                 return
             if size is None:
                 return
             await self.ledger.record(
-                Event(
-                    EventKind.TRANSFER_COMPLETED,
-                    peer=self.peer,
-                    hash=asset,
-                    data={"direction": "out", "size": size, "sent": sent},
-                )
+                self._fact(EventKind.TRANSFER_COMPLETED, asset, {"direction": "out", "size": size, "sent": sent})
             )
 
     async def _stream_asset(self, asset: str, offset: int) -> tuple[int, int | None]:
@@ -399,23 +397,17 @@ class PeerSession:
                         FrameType.ASSET_UNAVAILABLE, peer_pb2.AssetUnavailable(hash=asset, reason="not in the store")
                     )
                     await self.ledger.record(
-                        Event(
+                        self._fact(
                             EventKind.TRANSFER_FAILED,
-                            peer=self.peer,
-                            hash=asset,
-                            data={"direction": "out", "reason": "not in our store", "discard": False},
+                            asset,
+                            {"direction": "out", "reason": "not in our store", "discard": False},
                         )
                     )
                     return 0, None
                 size = item.meta.size
                 start = min(item.item.offset, size)
                 await self.ledger.record(
-                    Event(
-                        EventKind.TRANSFER_STARTED,
-                        peer=self.peer,
-                        hash=asset,
-                        data={"direction": "out", "offset": start, "size": size},
-                    )
+                    self._fact(EventKind.TRANSFER_STARTED, asset, {"direction": "out", "offset": start, "size": size})
                 )
                 writer = await self.conn.open_transfer()
                 await writer.write_message(peer_pb2.AssetHeader(meta=item.meta, offset=start))
@@ -478,12 +470,7 @@ class PeerSession:
         if offset != transfer.offset:
             raise FrameError(f"peer resumed {asset[:12]} at byte {offset}, we asked for {transfer.offset}")
         await self.ledger.record(
-            Event(
-                EventKind.TRANSFER_STARTED,
-                peer=self.peer,
-                hash=asset,
-                data={"direction": "in", "offset": offset, "size": meta.size},
-            )
+            self._fact(EventKind.TRANSFER_STARTED, asset, {"direction": "in", "offset": offset, "size": meta.size})
         )
         staged = await asyncio.to_thread(self.staging.open_for_append, asset, offset)
         received = 0
@@ -506,11 +493,8 @@ class PeerSession:
                     # hashing and writing release the GIL: off the loop, they overlap the network reads
                     await asyncio.to_thread(staged.write_through, payload)
                     received += len(payload)
-                    event = Event(
-                        EventKind.TRANSFER_CHECKPOINTED,
-                        peer=self.peer,
-                        hash=asset,
-                        data={"direction": "in", "offset": staged.size},
+                    event = self._fact(
+                        EventKind.TRANSFER_CHECKPOINTED, asset, {"direction": "in", "offset": staged.size}
                     )
                     checkpoint = asyncio.ensure_future(self.ledger.record(event))
                 elif ftype is FrameType.ASSET_END:
@@ -531,21 +515,19 @@ class PeerSession:
             self.staging.discard(asset)
             await self.host.dispatch(
                 await self.ledger.record(
-                    Event(
+                    self._fact(
                         EventKind.TRANSFER_FAILED,
-                        peer=self.peer,
-                        hash=asset,
-                        data={"direction": "in", "reason": reason, "discard": True, "sent": received},
+                        asset,
+                        {"direction": "in", "reason": reason, "discard": True, "sent": received},
                     )
                 )
             )
             return
         await self.ledger.record(
-            Event(
+            self._fact(
                 EventKind.TRANSFER_COMPLETED,
-                peer=self.peer,
-                hash=asset,
-                data={"direction": "in", "size": meta.size, "sent": received, "verified": True},
+                asset,
+                {"direction": "in", "size": meta.size, "sent": received, "verified": True},
             )
         )
         try:
@@ -555,13 +537,9 @@ class PeerSession:
             local_fault = isinstance(exc, CanServiceUnavailable) or (exc.status or 0) >= 500
             log.error("peer %s: could not store %s locally: %s", self.short, asset[:12], exc)
             data = {"direction": "in", "reason": f"local store: {exc}", "discard": False, "local_fault": local_fault}
-            await self.host.dispatch(
-                await self.ledger.record(Event(EventKind.TRANSFER_FAILED, peer=self.peer, hash=asset, data=data))
-            )
+            await self.host.dispatch(await self.ledger.record(self._fact(EventKind.TRANSFER_FAILED, asset, data)))
             return
-        commands = await self.ledger.record(
-            Event(EventKind.ASSET_RECEIVED, peer=self.peer, hash=asset, data={"timestamp": meta.timestamp})
-        )
+        commands = await self.ledger.record(self._fact(EventKind.ASSET_RECEIVED, asset, {"timestamp": meta.timestamp}))
         self.staging.discard(asset)
         await self.host.dispatch(commands)
 
