@@ -216,6 +216,8 @@ class SyncState:
         transfer = state.incoming.get(asset)
         if transfer is not None and transfer.failures >= MAX_FAILURES_PER_PEER:
             return False
+        if transfer is not None and transfer.status is TransferStatus.COMPLETED:
+            return False  # verified, its push into our store is under way (a failed push marks it FAILED)
         return not self.incoming_active(asset)
 
     def _request(self, peer: str, asset: str) -> RequestAsset:
