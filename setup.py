@@ -13,6 +13,8 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # cansync_build.py sits beside this file
 
+PROTO_PACKAGE = "cansync.wire.pb"
+
 
 def compile_protos() -> None:
     from cansync_build import generate  # noqa: PLC0415  (build-time only)
@@ -23,6 +25,11 @@ def compile_protos() -> None:
 class BuildWithProtos(build_py):
     def run(self) -> None:
         compile_protos()
+        # Package discovery ran before the modules existed (a fresh checkout has no cansync/wire/pb), so it
+        # missed them: name the package here, or the wheel ships without it. (An editable install imports
+        # them from the checkout, where they were just written.)
+        if not self.editable_mode and PROTO_PACKAGE not in self.packages:
+            self.packages.append(PROTO_PACKAGE)
         super().run()
 
 
