@@ -94,13 +94,15 @@ class InstalledCansync:
     def run(self, *args: str) -> str:
         return _run([self.cansync, *args], env=self.env(), cwd=self.workdir, timeout=120)
 
-    def start(self, *args: str, log: Path, read_stdout: bool = False, **env: str) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, log: Path, read_stdout: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         """Start `cansync *args` in the background, stderr (and stdout unless read_stdout) into log."""
         with log.open("a") as log_file:
             return subprocess.Popen(
                 [str(self.cansync), *args],
                 cwd=self.workdir,
-                env=self.env(**env),
+                env=self.env(**(env or {})),
                 stdout=subprocess.PIPE if read_stdout else log_file,
                 stderr=log_file,
                 text=True,
@@ -165,6 +167,10 @@ def _serving_store(installed: InstalledCansync, root: Path, log: Path) -> Iterat
     assert returncode == 0, f"store exited {returncode} on SIGTERM:\n{log.read_text()}"
 
 
+def _holds_text(path: Path) -> bool:
+    return path.is_file() and bool(path.read_text().strip())
+
+
 def _journaled_hashes(journal: Path, kind: str) -> set[str]:
     try:
         with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10) as db:
@@ -195,12 +201,13 @@ def test_store_serve_then_run_then_journal_inspect_from_another_directory(
     agent = installed.start(
         "run", "--passphrase", PASSPHRASE, "--data-dir", str(data_dir), "--ready-file", str(ready),
         "--store-port", str(free_port()), "--bind-addr", "127.0.0.1:0",
-        log=agent_log, **OFFLINE_AGENT_ENV,
+        log=agent_log, env=OFFLINE_AGENT_ENV,
     )  # fmt: skip
     try:
-        started = wait_until(lambda: agent.poll() is not None or bool(ready.is_file() and ready.read_text().strip()),
-                             timeout=STARTUP_TIMEOUT)  # fmt: skip
-        assert started and agent.poll() is None, f"agent did not start ({agent.poll()}):\n{agent_log.read_text()}"
+        wait_until(lambda: agent.poll() is not None or _holds_text(ready), timeout=STARTUP_TIMEOUT)
+        assert _holds_text(ready) and agent.poll() is None, (
+            f"agent did not start (exit code {agent.poll()}):\n{agent_log.read_text()[-4000:]}"
+        )
         # the agent journals what its store already holds (our asset) once its feed catches up
         seen = wait_until(lambda: digest in _journaled_hashes(data_dir / "journal.db", "local_asset_seen"), 60)
         assert seen, f"the agent never journaled the store's asset:\n{agent_log.read_text()[-4000:]}"
@@ -211,8 +218,8 @@ def test_store_serve_then_run_then_journal_inspect_from_another_directory(
     assert returncode == 0, f"agent exited {returncode} on SIGTERM:\n{agent_log.read_text()[-4000:]}"
 
     # the audit of that run, read by the installed command line with the same --data-dir
-    rows = [json.loads(line) for line in installed.run("journal", "inspect", "--data-dir", str(data_dir), "--json")
-            .splitlines() if line.strip()]  # fmt: skip
+    inspected = installed.run("journal", "inspect", "--data-dir", str(data_dir), "--json")
+    rows = [json.loads(line) for line in inspected.splitlines() if line.strip()]
     assert any(row["kind"] == "local_asset_seen" and row["hash"] == digest for row in rows), rows
     table = installed.run("journal", "inspect", "--data-dir", str(data_dir))
     assert "local_asset_seen" in table and digest[:12] in table
