@@ -1,7 +1,9 @@
 """Opening the journal's SQLite file: the safety check before touching it, the engine, the migrations.
 
 The schema is made and changed only by the alembic migrations in alembic/versions/ (migrations.ini at
-the repository root). Before anything may write to a file, `preflight` looks at it read-only and
+the repository root, for running them by hand). An installed cansync carries a copy of alembic/ in
+cansync/journal/migrations/, put there by the wheel build (setup.py); a checkout (an editable install)
+has none there and uses alembic/ itself. Before anything may write to a file, `preflight` looks at it read-only and
 refuses a file that is not a cansync journal or whose schema is newer than this code knows, so a
 refused file keeps every byte it had.
 """
@@ -21,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from alembic import command
 from cansync.journal.errors import JournalError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_INI = REPO_ROOT / "migrations.ini"
-SCRIPT_LOCATION = REPO_ROOT / "alembic"
+PACKAGED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 PAGE_CACHE_KIB = 8 * 1024  # per pooled connection: the agent's memory budget is 150 MB in all
@@ -31,10 +32,26 @@ BEGIN_MODE_OPTION = "cansync_sqlite_begin"
 """Execution option naming how a transaction begins: "DEFERRED" (default) or "IMMEDIATE" for writes."""
 
 
+def script_location() -> Path:
+    """The migrations this cansync runs: the installed package's copy, else the checkout's alembic/."""
+    # The packaged copy first: in an installed cansync, parents[2]/alembic is site-packages/alembic, the library.
+    for location in (PACKAGED_MIGRATIONS, CHECKOUT_MIGRATIONS):
+        if (location / "env.py").is_file():
+            return location
+    raise JournalError(
+        f"this cansync has no journal migrations: neither {PACKAGED_MIGRATIONS} nor {CHECKOUT_MIGRATIONS} holds "
+        "env.py; reinstall cansync (`pip install .` from a checkout copies them into the package)"
+    )
+
+
 def alembic_config() -> AlembicConfig:
-    """The alembic configuration of migrations.ini, with the script location made absolute."""
-    cfg = AlembicConfig(str(MIGRATIONS_INI)) if MIGRATIONS_INI.exists() else AlembicConfig()
-    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    """The alembic configuration the agent migrates with: only the script location.
+
+    migrations.ini is for the alembic command line (its logging and URL options); in-process the agent
+    passes the connection, and an installed cansync has no migrations.ini anyway.
+    """
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(script_location()))
     return cfg
 
 
@@ -46,7 +63,7 @@ def known_revisions() -> set[str]:
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
-        raise RuntimeError(f"no alembic revisions under {SCRIPT_LOCATION}")
+        raise RuntimeError(f"no alembic revisions under {script_location()}")
     return head
 
 

@@ -14,10 +14,12 @@ from alembic import command
 from cansync.core.events import Event, EventKind
 from cansync.journal import schema
 from cansync.journal.chain import GENESIS_DIGEST, canonical_json, event_digest
-from cansync.journal.database import REPO_ROOT, alembic_config, head_revision, install_sqlite_behaviour
+from cansync.journal.database import alembic_config, head_revision, install_sqlite_behaviour
 from cansync.journal.recorder import Journal
 
 from .conftest import peer_id
+
+MIGRATIONS_INI = Path(__file__).resolve().parents[2] / "migrations.ini"  # the checkout's, for the command line
 
 
 def _tables_and_indexes(path: Path) -> tuple[set[str], set[str], str]:
@@ -108,7 +110,7 @@ def test_alembic_command_line_upgrades_with_x_url_or_the_environment(tmp_path: P
     alembic_bin = Path(sys.executable).parent / "alembic"
     by_x = tmp_path / "by_x.db"
     by_env = tmp_path / "by_env.db"
-    ini = str(REPO_ROOT / "migrations.ini")
+    ini = str(MIGRATIONS_INI)
     subprocess.run(
         [alembic_bin, "-c", ini, "-x", f"url={by_x}", "upgrade", "head"], cwd=tmp_path, check=True, timeout=60
     )
@@ -133,7 +135,7 @@ async def test_a_journal_upgraded_by_hand_opens_and_is_empty(tmp_path: Path) -> 
     path = tmp_path / "journal.db"
     alembic_bin = Path(sys.executable).parent / "alembic"
     subprocess.run(
-        [alembic_bin, "-c", str(REPO_ROOT / "migrations.ini"), "-x", f"url={path}", "upgrade", "head"],
+        [alembic_bin, "-c", str(MIGRATIONS_INI), "-x", f"url={path}", "upgrade", "head"],
         check=True,
         timeout=60,
         capture_output=True,
