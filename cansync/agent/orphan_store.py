@@ -60,13 +60,18 @@ def orphan_store(pid: int | None, root: Path) -> psutil.Process | None:
     store_root, parent = _option(args, "--root"), _option(args, "--parent-pid")
     if store_root is None or not _same_path(store_root, root) or parent is None or not parent.isdigit():
         return None
-    if int(parent) != os.getpid() and psutil.pid_exists(int(parent)):
-        try:
-            if psutil.Process(int(parent)).status() != psutil.STATUS_ZOMBIE:
-                return None  # its agent lives: not an orphan
-        except psutil.NoSuchProcess:
-            pass
-    return process
+    return process if _agent_gone(int(parent), process) else None
+
+
+def _agent_gone(parent_pid: int, store: psutil.Process) -> bool:
+    """Whether the agent that started `store` has ended (its pid may since have gone to a younger process)."""
+    if parent_pid == os.getpid():
+        return True  # our pid, reused: the agent that had it is gone (we never ask about our own store)
+    try:
+        parent = psutil.Process(parent_pid)
+        return parent.status() == psutil.STATUS_ZOMBIE or parent.create_time() > store.create_time()
+    except psutil.NoSuchProcess:
+        return True
 
 
 def describe(pid: int | None) -> str:

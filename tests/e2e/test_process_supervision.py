@@ -8,6 +8,7 @@ there unless a test takes it.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -154,10 +155,13 @@ def test_a_foreign_program_on_the_store_port_is_named_in_one_line_with_the_fix(t
     assert "Traceback" not in result.stderr
 
 
-def test_a_store_started_by_hand_on_the_agents_root_is_named_and_left_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parent", ["none", "alive"])
+def test_a_store_on_the_agents_root_that_is_not_its_orphan_is_named_and_left_alone(tmp_path: Path, parent: str) -> None:
+    """Started by hand (no --parent-pid), or by a process that is still alive: not ours to end."""
     home = tmp_path / "node"
     write_embedded_config(home)
-    by_hand = start_store_process(home / "data" / "store", port=0)
+    extra = ["--parent-pid", str(os.getpid())] if parent == "alive" else []
+    by_hand = start_store_process(home / "data" / "store", port=0, extra_args=extra, stdin=subprocess.PIPE)
     try:
         result = _run_until_exit(home)
         assert by_hand.is_running(), "the agent ended a store that was not its own"
@@ -207,3 +211,7 @@ def test_kill_9_of_the_default_setup_mid_transfer_then_the_same_command_finishes
     assert wait_until(lambda: asset in listed_hashes(), timeout=180, interval=0.5), "the sync never finished"
     assert _asset_sha256(asset) == asset
     assert progress()[1] == 1
+    starts = journal_rows(
+        home, "SELECT json_extract(data,'$.offset') FROM events WHERE kind='transfer_started' AND hash=?", asset
+    )
+    print(f"transfer starts at offsets {[offset for (offset,) in starts]} of {size} bytes")
