@@ -9,14 +9,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import yaml
 
+from cansync.portable.windows_names import path_text_problem
+
 DEFAULT_PKARR_RELAYS = ("https://pkarr.pubky.app", "https://pkarr.pubky.org")
 DEFAULT_STORE_PORT = 3210
 ENV_PREFIX = "CANSYNC_"
+# YAML reads backslashes in double quotes as escapes: "C:\Users" fails, and "C:\new" holds a newline
+_WINDOWS_PATH_HINT = (
+    "write Windows paths unquoted, in single quotes or with forward slashes (data_dir: 'C:\\Users\\me\\cansync'), "
+    "never in double quotes, where YAML reads backslashes as escapes"
+)
 
 
 class ConfigError(ValueError):
@@ -79,7 +86,12 @@ def _coerce(key: str, value: Any, base_dir: Path) -> Any:
         if not isinstance(value, str | os.PathLike) or not str(value):
             raise ConfigError(f"{key} must be a path, got {value!r}")
         path = Path(value).expanduser()
-        return path if path.is_absolute() else base_dir / path
+        path = path if path.is_absolute() else base_dir / path
+        problem = path_text_problem(str(path), windows=isinstance(path, PureWindowsPath))
+        if problem is not None:
+            fix = _WINDOWS_PATH_HINT if any(ord(c) < 32 for c in str(value)) else "choose another name"
+            raise ConfigError(f"{key} {str(value)!r} cannot be used here: {problem}; {fix}")
+        return path
     if key in ("relays", "pkarr_relays"):
         if value is None and key == "relays":
             return None
@@ -134,13 +146,14 @@ def load_config(
     if path is not None:
         cfg_path = Path(path)
         try:
-            text = cfg_path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {cfg_path}: {exc.strerror or exc}") from exc
+            text = cfg_path.read_text(encoding="utf-8")  # not the locale's code page (Windows): passphrases differ
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {cfg_path} as UTF-8 text: {exc}") from exc
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{cfg_path} is not valid YAML: {exc}") from exc
+            hint = f"; {_WINDOWS_PATH_HINT}" if "escape" in str(exc) else ""
+            raise ConfigError(f"{cfg_path} is not valid YAML: {' '.join(str(exc).split())}{hint}") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

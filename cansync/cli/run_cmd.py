@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from cansync.cli.config_args import add_config_arguments, config_from_args
+from cansync.portable.stop_signals import stop_on_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,14 +40,12 @@ async def _main(config, ready_file: Path | None) -> int:  # type: ignore[no-unty
 
     task = asyncio.current_task()
     assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await run_agent(config, ready_file=ready_file)
-    except asyncio.CancelledError:
-        return 0
-    except (EmbeddedStoreError, JournalError, NodeKeyError, TransportError) as exc:
-        print(f"cansync run: {exc}", file=sys.stderr)
-        return 1
+    with stop_on_signals(task.cancel):
+        try:
+            await run_agent(config, ready_file=ready_file)
+        except asyncio.CancelledError:
+            return 0
+        except (EmbeddedStoreError, JournalError, NodeKeyError, TransportError) as exc:
+            print(f"cansync run: {exc}", file=sys.stderr)
+            return 1
     return 0

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import blake3
+import psutil
 
 from cansync.discovery.pkarr_packet import parse_endpoint_id_hex
 
@@ -205,32 +206,27 @@ def dialable_addrs(announced: tuple[str, ...], source_ip: str) -> list[str]:
 
 # --- which interfaces -----------------------------------------------------------------------------------------
 
-_SIOCGIFFLAGS = 0x8913
-_SIOCGIFADDR = 0x8915
-_IFF_UP = 0x1
-_IFF_MULTICAST = 0x1000
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux; absent from older socket modules
 
 
-def multicast_interfaces() -> list[str] | None:
-    """The primary IPv4 address of every interface that is up and multicast-capable.
+def multicast_interfaces() -> list[str]:
+    """The first IPv4 address of every interface that is up and multicast-capable, in the system's order.
 
-    None where interfaces cannot be listed this way (not Linux): then the system's default interface is used.
+    psutil lists interfaces the same way on Linux, macOS and Windows. Windows reports no interface flags:
+    there every interface that is up is tried (a join that fails is logged and retried, never fatal).
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    import fcntl  # POSIX only, hence here
-
+    stats = psutil.net_if_stats()
     found: list[str] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _index, name in socket.if_nameindex():
-            request = struct.pack("256s", name.encode()[:15])
-            try:
-                flags = struct.unpack_from("H", fcntl.ioctl(probe, _SIOCGIFFLAGS, request), 16)[0]
-                if flags & _IFF_UP and flags & _IFF_MULTICAST:
-                    found.append(socket.inet_ntoa(fcntl.ioctl(probe, _SIOCGIFADDR, request)[20:24]))
-            except OSError:  # no IPv4 address, or the interface went away while we looked
-                continue
+    for name, addresses in psutil.net_if_addrs().items():
+        stat = stats.get(name)
+        if stat is None or not stat.isup:
+            continue
+        flags = set(stat.flags.split(",")) if getattr(stat, "flags", "") else None
+        if flags is not None and "multicast" not in flags:
+            continue
+        ipv4 = [address.address for address in addresses if address.family == socket.AF_INET]
+        if ipv4:
+            found.append(ipv4[0])
     return found
 
 
@@ -342,9 +338,6 @@ class LanDiscovery:
         if self._interfaces is not None:
             return self._interfaces
         found = multicast_interfaces()
-        if found is None:
-            self._log_once(("default-interface",), logging.INFO, "lan discovery: using the default interface only")
-            return ["0.0.0.0"]
         if not found:
             self._log_once(
                 ("no-interface",),

@@ -1,14 +1,14 @@
 """The node's persisted Ed25519 key (its endpoint id) and the lock that keeps one agent per identity.
 
-The key is 32 raw bytes in `<data_dir>/node.key` (mode 0600), created atomically on first run. An
-exclusive flock on `<data_dir>/node.lock`, held for the agent's lifetime, stops a second agent from
+The key is 32 raw bytes in `<data_dir>/node.key` (mode 0600 where mode bits mean access), created
+atomically on first run. An exclusive lock on `<data_dir>/node.lock` (`PidLock`: the same on Linux, macOS
+and Windows, the holder's pid in `node.pid`), held for the agent's lifetime, stops a second agent from
 running with the same identity (iroh itself would let both bind).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -16,6 +16,9 @@ from pathlib import Path
 from types import TracebackType
 
 import iroh
+
+from cansync.portable.file_system import fsync_directory, readable_by_others
+from cansync.portable.pid_lock import LockHeld, PidLock
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,7 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(path.parent)
 
 
 def load_or_create_key(data_dir: Path) -> bytes:
@@ -78,7 +77,7 @@ def load_or_create_key(data_dir: Path) -> bytes:
             f"node key {path} holds {len(key)} bytes, expected {KEY_SIZE}: restore it from a backup, or "
             f"delete it to start with a new identity (peers will see a new endpoint id)"
         )
-    if path.stat().st_mode & 0o077:
+    if readable_by_others(path):
         log.warning("node key %s was readable by others; restricting it to mode 0600", path)
         path.chmod(0o600)
     return key
@@ -91,41 +90,34 @@ def endpoint_id_of(secret_key: bytes) -> str:
 class NodeIdentity:
     """The held identity of this node: secret key, endpoint id, and the lock on data_dir."""
 
-    def __init__(self, data_dir: Path, secret_key: bytes, lock_fd: int) -> None:
+    def __init__(self, data_dir: Path, secret_key: bytes, lock: PidLock) -> None:
         self.data_dir = data_dir
         self.secret_key = secret_key
         self.endpoint_id = endpoint_id_of(secret_key)
-        self._lock_fd: int | None = lock_fd
+        self._lock = lock
 
     @classmethod
     def acquire(cls, data_dir: str | os.PathLike[str]) -> NodeIdentity:
         """Lock data_dir (or raise NodeKeyLocked naming the holder), then load or create the key."""
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = data_dir / LOCK_FILE
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        lock = PidLock(data_dir / LOCK_FILE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            raise NodeKeyLocked(data_dir, pid) from None
+            lock.acquire()
+        except LockHeld as held:
+            raise NodeKeyLocked(data_dir, held.pid) from None
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            return cls(data_dir, load_or_create_key(data_dir), fd)
+            return cls(data_dir, load_or_create_key(data_dir), lock)
         except BaseException:
-            os.close(fd)
+            lock.release()
             raise
 
     @property
     def held(self) -> bool:
-        return self._lock_fd is not None
+        return self._lock.held
 
     def release(self) -> None:
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            os.close(fd)  # closing the descriptor drops the flock
+        self._lock.release()
 
     def __enter__(self) -> NodeIdentity:
         return self
@@ -134,11 +126,3 @@ class NodeIdentity:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() else None

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
+from cansync.portable.file_system import fsync_directory
 from cansync.store.hashing import ContentHasher, new_content_hasher
 from cansync.store.records import AssetRecord
 
@@ -89,8 +90,4 @@ class BlobStore:
 
     @staticmethod
     def _sync_dir(directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(directory)

@@ -3,6 +3,10 @@
 A physical file is `{timestamp}_{sha256}_{tags}.{ext}` under storage_root. Client values never reach
 the file system unchecked: tags and names that look like paths are refused, and what goes into a file
 name is further reduced to a safe alphabet, so no name can contain `/`, `..`, NUL or a drive letter.
+The same makes every name valid on Windows: tags are reduced to letters, digits and `-` in the file name
+only (the index keeps the true tags), an extension is 1-16 letters or digits, and the name starts with
+the timestamp's digits, so it is never a device name (CON, NUL, COM1) and never ends in a dot or space.
+tests/store/test_file_names_on_windows.py holds this to portable.windows_names.
 """
 
 from __future__ import annotations

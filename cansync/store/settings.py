@@ -52,9 +52,11 @@ class StoreSettings:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise StoreConfigError(f"cannot read store config {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise StoreConfigError(f"store config {path} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise StoreConfigError(f"store config {path} is not valid YAML: {exc}") from exc
     if loaded is None:

@@ -104,9 +104,11 @@ def start_store_process(
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     ready_timeout: float = 20.0,
+    stdin: int | None = None,
 ) -> StoreProcess:
     """Run `cansync store serve --root root --port port [--sync-key k] [extra_args]` and wait for READY.
-    sync_key=None starts it without a key (the sync API disabled, unless a --config supplies one)."""
+    sync_key=None starts it without a key (the sync API disabled, unless a --config supplies one).
+    stdin=subprocess.PIPE gives it a pipe on standard input (process.stdin), as `cansync run` does."""
     root.mkdir(parents=True, exist_ok=True)
     log_path = root.parent / f"{root.name}.log"
     args = [sys.executable, "-c", _LAUNCH, "store", "serve", "--root", str(root), "--host", "127.0.0.1"]
@@ -118,7 +120,13 @@ def start_store_process(
     process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "a") as log_file:
         process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=log_file, text=True, env=process_env, start_new_session=True
+            args,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            env=process_env,
+            start_new_session=True,
         )
     assert process.stdout is not None
     lines: list[str] = []
