@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 import iroh
 
-
-def parse_socket_addr(text: str) -> tuple[str, int]:
-    """Split "1.2.3.4:5" or "[::1]:5" into host and port; ValueError with the text when it is not one."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"{text!r} is not an ip:port address")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        if ipaddress.ip_address(host).version != 6:
-            raise ValueError(f"{text!r}: only IPv6 addresses go in brackets")
-    elif ipaddress.ip_address(host).version != 4:
-        raise ValueError(f"{text!r}: IPv6 addresses must be written [addr]:port")
-    return host, int(port)
+from cansync.wire.addresses import parse_socket_addr
 
 
 def check_endpoint_id(hex_id: str) -> str:
