@@ -18,7 +18,8 @@ from cansync.wire.pb import can_sync_pb2
 
 from .hostile_values import sha256_hex
 
-INDEX_FILES = {".can.db", ".can.db-wal", ".can.db-shm", ".can.db-journal"}
+# the store's own files beside the assets: its index, and the lock (with its holder's pid) on its root
+INDEX_FILES = {".can.db", ".can.db-wal", ".can.db-shm", ".can.db-journal", ".store.lock", ".store.pid"}
 
 
 def assert_error_envelope(response: httpx.Response, what: str) -> None:
