@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 
-from cansync.agent.ledger import Ledger
+from cansync.agent.ledger import Ledger, LedgerError
 from cansync.agent.store_records import meta_value
 from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError
-from cansync.core.commands import Command
-from cansync.core.events import Event, EventKind
+from cansync.core.events import Event, LocalAssetSeen, MetadataChanged
 from cansync.journal.errors import JournalError
 
 log = logging.getLogger(__name__)
@@ -29,14 +27,12 @@ class LocalFeed:
         self,
         can: CanClient,
         ledger: Ledger,
-        dispatch: Callable[[Sequence[Command]], Awaitable[None]],
         *,
         our_id: str,
         poll_interval: float,
     ) -> None:
         self.can = can
         self.ledger = ledger
-        self.dispatch = dispatch
         self.our_id = our_id
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
@@ -52,7 +48,7 @@ class LocalFeed:
                     self.caught_up.set()
                 except CanServiceError as exc:
                     log.error("cannot read the local store's changes: %s (will retry)", exc)
-                except JournalError as exc:
+                except (JournalError, LedgerError) as exc:
                     # nothing was folded, so the watermark did not move: the next round journals it all again
                     log.error("cannot journal the local store's changes: %s (will retry)", exc)
                 try:
@@ -89,15 +85,11 @@ class LocalFeed:
                 and (state.meta.get(d.hash) is None or state.meta[d.hash].updated_ms < d.meta_updated_ms)
             ]
             seen = [
-                Event(
-                    EventKind.LOCAL_ASSET_SEEN,
-                    hash=d.hash,
-                    data={"timestamp": d.timestamp, "size": d.size, "changed_seq": d.changed_seq},
-                )
+                Event.of(LocalAssetSeen(d.timestamp, d.size, d.changed_seq), hash=d.hash)
                 for d in sorted(digests, key=lambda d: d.changed_seq)
             ]
             for start in range(0, len(seen), EVENTS_PER_RECORD):
-                await self.dispatch(await self.ledger.record(*seen[start : start + EVENTS_PER_RECORD]))
+                await self.ledger.record(*seen[start : start + EVENTS_PER_RECORD])
             if changed_meta:
                 await self._journal_metadata(changed_meta)
             return len(digests)
@@ -107,7 +99,9 @@ class LocalFeed:
         events = []
         for meta in metas:
             value = meta_value(meta, self.our_id)
-            data = value.to_data() | {"changed_seq": meta.changed_seq}
-            events.append(Event(EventKind.METADATA_CHANGED, hash=meta.hash, data=data))
+            change = MetadataChanged(
+                value.updated_ms, value.origin, value.tags, value.description, value.trashed, meta.changed_seq
+            )
+            events.append(Event.of(change, hash=meta.hash))
         if events:
-            await self.dispatch(await self.ledger.record(*events))
+            await self.ledger.record(*events)

@@ -1,4 +1,4 @@
-"""Between the store's records and the machine's metadata values: one conversion each way."""
+"""From the store's records to the machine's metadata values (the way back is wire.peer_messages.meta_update)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,4 @@ def meta_value(record: can_sync_pb2.AssetMeta, our_id: str) -> MetaValue:
         tags=tuple(record.tags),
         description=record.description,
         trashed=record.trashed,
-    )
-
-
-def meta_update(asset: str, value: MetaValue) -> can_sync_pb2.MetaUpdate:
-    return can_sync_pb2.MetaUpdate(
-        hash=asset,
-        tags=list(value.tags),
-        description=value.description,
-        trashed=value.trashed,
-        updated_ms=value.updated_ms,
-        origin=value.origin,
     )

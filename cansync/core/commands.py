@@ -1,28 +1,34 @@
-"""What the machine asks the shells to do. Plain data; the agent turns each into I/O and journals the result."""
+"""What the machine asks the shells to do. Plain data; the ledger hands every one to the agent, which turns
+it into I/O and journals what comes of it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cansync.core.metadata import MetaValue
 
 
 @dataclass(frozen=True, slots=True)
 class RequestAsset:
-    """Ask `peer` for `hash`, starting at byte `offset` (what our staging already holds)."""
+    """A request to `peer` for `hash` is journaled (seq `request_id`): send the Want. `offset` is what
+    our staging already holds."""
 
     peer: str
     hash: str
     offset: int = 0
+    request_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SendAsset:
-    """`peer` asked for `hash` from byte `offset`: stream it."""
+    """`peer` asked for `hash` from byte `offset` under its `request_id`: stream it."""
 
     peer: str
     hash: str
     offset: int = 0
+    request_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +40,18 @@ class Advertise:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreAsset:
+    """`hash` arrived from `peer` complete and verified, and waits in staging: push it into our store
+    with the sender's record `meta`, then journal the received-from-peer mark."""
+
+    peer: str
+    hash: str
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyMetadata:
-    """A change from a peer won: write it into our store."""
+    """A winning change for an asset our store holds: write it into our store."""
 
     hash: str
     value: MetaValue
@@ -52,11 +68,11 @@ class ForwardMetadata:
 
 @dataclass(frozen=True, slots=True)
 class RecordSuperseded:
-    """A metadata change lost to a later one: journal the loss so it is never silently dropped."""
+    """A metadata change arrived after a later one and lost: journal the loss, so it is never silently dropped."""
 
     hash: str
     loser: MetaValue
     winner: MetaValue
 
 
-Command = RequestAsset | SendAsset | Advertise | ApplyMetadata | ForwardMetadata | RecordSuperseded
+Command = RequestAsset | SendAsset | Advertise | StoreAsset | ApplyMetadata | ForwardMetadata | RecordSuperseded

@@ -1,12 +1,17 @@
-"""The sync machine: journal events in, derived state and commands out (sans-io, in the manner of h11).
+"""The sync machine: journal events in, derived state, commands and decisions out (sans-io, like h11).
 
-`SyncState.apply(event)` folds one journaled event and returns the commands it implies. The machine
-never touches a socket, a file or a clock; the time it knows is the time written in the events.
+`SyncState.apply(event)` folds one journaled event and returns the commands it implies. `plan(now_ms)`
+decides which assets to ask which peers for; it returns `transfer_requested` events, which the ledger
+journals and folds before it decides anything else, so a decision and its record are one step: across
+all peers, at most one incoming transfer per asset is ever in flight. The machine never touches a
+socket, a file or a clock; the time it knows is the time written in the events, or passed in.
 
 Why folding is order-independent across peers: everything global only grows (our holdings) or is a
 last-writer-wins register (metadata), and everything else belongs to one peer and is folded in that
-peer's own journal order. Duplicates are dropped by sequence number per peer, so replaying a journal
-twice, or a snapshot plus its tail, lands on the same state.
+peer's own journal order. The rules that span peers for one asset (is it claimed, where does a resume
+start, is a retry paused) are worked out from every peer's record of that asset, comparing the journal
+seqs the records carry, never from the order they were folded in. Duplicates are dropped by sequence
+number per peer, so replaying a journal twice, or a snapshot plus its tail, lands on the same state.
 """
 
 from __future__ import annotations
@@ -22,15 +27,37 @@ from cansync.core.commands import (
     RecordSuperseded,
     RequestAsset,
     SendAsset,
+    StoreAsset,
 )
-from cansync.core.events import Event, EventKind
+from cansync.core.events import (
+    Direction,
+    Event,
+    EventKind,
+    Fault,
+    HashesAdvertised,
+    MetadataSuperseded,
+    PeerConnected,
+    PeerDiscovered,
+    TransferCompleted,
+    TransferFailed,
+    TransferRequested,
+    TransferStarted,
+)
+from cansync.core.ids import is_asset_id
 from cansync.core.metadata import MetaValue
 from cansync.core.peer_state import LinkStatus, PeerState, Transfer, TransferStatus
 
 MAX_FAILURES_PER_PEER = 3
-"""After this many failed transfers of one asset from one peer, stop asking that peer for it."""
+"""After this many failures of one asset that were one peer's fault, stop asking that peer for it."""
 
-SNAPSHOT_VERSION = 2
+REQUEST_WINDOW = 128
+"""Most incoming requests in flight to one peer: the rest wait, so that requests spread over every peer
+that holds an asset and a newly met peer is not handed the whole backlog at once."""
+
+LOCAL_RETRY_MS = 5_000
+"""After a failure of our own (disk full, store down), wait this long before asking again."""
+
+SNAPSHOT_VERSION = 3
 
 
 class SnapshotError(ValueError):
@@ -42,10 +69,20 @@ class SyncState:
         self.local: set[str] = set()  # assets our store holds
         self.meta: dict[str, MetaValue] = {}  # winning metadata change per asset
         self.peers: dict[str, PeerState] = {}
-        self._emit = True  # False while replaying: handlers update state and skip building commands
         self.last_seq = 0  # newest journal seq folded, any peer
         self.local_seq = 0  # newest seq folded of the events that name no peer (our own store)
         self.store_watermark = 0  # our store's change clock that the journal has caught up with
+        # Indexes over the peers' incoming transfers (rebuilt from them, never stored): by asset, the
+        # peers whose transfer is in flight, the peers whose verified copy waits for its push into our
+        # store, and the assets some failure asked to pause.
+        self._active: dict[str, set[str]] = {}
+        self._pushes: dict[str, set[str]] = {}
+        self._paused: set[str] = set()
+        # Transient planning queues (live only): per peer, in arrival order, assets that became worth
+        # asking it for. Not state: a replay builds none, and a restart plans from the peers that
+        # authenticate anew.
+        self._candidates: dict[str, dict[str, None]] = {}
+        self._emit = True  # False while replaying: handlers update state and skip building commands
         self._handlers: dict[EventKind, Callable[[Event, PeerState | None], list[Command]]] = {
             EventKind.PEER_DISCOVERED: self._peer_discovered,
             EventKind.PEER_CONNECTED: self._peer_connected,
@@ -70,7 +107,7 @@ class SyncState:
 
     def apply(self, event: Event) -> list[Command]:
         """Fold one event; return what it implies. A duplicate (seq already folded for its peer) is ignored."""
-        return self._fold(event) or []
+        return self._fold(event)
 
     def replay(self, event: Event) -> None:
         """Fold one event without working out its commands: a replay acts on nothing, so it skips that cost."""
@@ -90,13 +127,16 @@ class SyncState:
                 if event.seq <= peer_state.last_seq:
                     return []
                 peer_state.last_seq = event.seq
-            peer_state.last_event_ms = max(peer_state.last_event_ms, event.time_ms)
+            if event.time_ms > peer_state.last_event_ms:
+                peer_state.last_event_ms = event.time_ms
         elif event.seq:
             if event.seq <= self.local_seq:
                 return []
             self.local_seq = event.seq
         if event.seq > self.last_seq:
             self.last_seq = event.seq
+        if event.hash is not None and not is_asset_id(event.hash):
+            return []  # not an asset id (journaled before peer input was checked): nothing to act on
         return self._handlers[event.kind](event, peer_state)
 
     def apply_all(self, events: Iterable[Event]) -> list[Command]:
@@ -104,6 +144,93 @@ class SyncState:
         for event in events:
             commands.extend(self.apply(event))
         return commands
+
+    # ------------------------------------------------------------------ decisions
+
+    def plan(self, now_ms: int) -> list[Event]:
+        """Decide what to ask for now: `transfer_requested` events (direction in), at most one per asset
+        across all peers, never for an asset we hold, that is in flight, or whose verified copy waits
+        for our store. Requests spread over the peers that hold an asset: each peer takes candidates
+        from its own queue in turn, up to REQUEST_WINDOW in flight, so the least loaded peers fill first.
+        Journal and fold the result before planning again."""
+        for asset in list(self._paused):
+            until = self.paused_until(asset)
+            if until <= now_ms:
+                self._paused.discard(asset)
+                self._mark_holders(asset)
+        if not any(self._candidates.values()):
+            return []
+        load = {peer: 0 for peer in self.authenticated_peers()}
+        for peers in self._active.values():
+            for peer in peers:
+                if peer in load:
+                    load[peer] += 1
+        queues = {
+            peer: queue
+            for peer in sorted(load)
+            if (queue := self._candidates.get(peer)) and load[peer] < REQUEST_WINDOW
+        }
+        taken: set[str] = set()
+        events: list[Event] = []
+        while queues:
+            for peer in list(queues):
+                queue = queues[peer]
+                while queue:  # this peer's turn: its next candidate that may still be asked for
+                    asset = next(iter(queue))
+                    del queue[asset]
+                    if asset not in taken and self._may_request(self.peers[peer], asset, now_ms):
+                        taken.add(asset)
+                        load[peer] += 1
+                        offset = self.resume_offset(asset)
+                        events.append(Event.of(TransferRequested(Direction.IN, offset), peer=peer, hash=asset))
+                        break
+                if not queue or load[peer] >= REQUEST_WINDOW:
+                    del queues[peer]
+        for peer in [p for p, q in self._candidates.items() if not q]:
+            del self._candidates[peer]
+        return events
+
+    def decide(self, commands: Iterable[Command], now_ms: int) -> tuple[list[Event], list[Command]]:
+        """After a fold: the events to journal (and fold) next, before anything else is decided: the
+        losses of metadata changes and the requests `plan` makes; and the commands to carry out."""
+        follow_ups: list[Event] = []
+        to_carry_out: list[Command] = []
+        for command in commands:
+            if isinstance(command, RecordSuperseded):
+                loss = MetadataSuperseded(command.loser.to_data(), command.winner.to_data())
+                follow_ups.append(Event.of(loss, hash=command.hash))
+            else:
+                to_carry_out.append(command)
+        follow_ups.extend(self.plan(now_ms))
+        return follow_ups, to_carry_out
+
+    def plan_again(self, requests: Iterable[Event]) -> None:
+        """Planned requests that could not be journaled: put them back, to be decided again next time."""
+        for event in requests:
+            if event.peer is not None and event.hash is not None:
+                self._mark(event.peer, event.hash)
+
+    def store_retries(self, now_ms: int) -> list[Command]:
+        """Verified assets whose push into our store failed on our side and may be tried again now."""
+        return [
+            StoreAsset(peer, asset, transfer.meta)
+            for asset, peer, transfer in self._pending_pushes()
+            if transfer.retry_ms and transfer.retry_ms <= now_ms
+        ]
+
+    def pending_stores(self) -> list[Command]:
+        """Every verified asset still waiting for its push (what a restarted agent pushes first)."""
+        return [StoreAsset(peer, asset, transfer.meta) for asset, peer, transfer in self._pending_pushes()]
+
+    def _pending_pushes(self) -> list[tuple[str, str, Any]]:
+        pending = []
+        for asset in sorted(self._pushes):
+            if asset in self.local:
+                continue
+            for peer in sorted(self._pushes[asset]):
+                transfer = self.peers[peer].incoming[asset]
+                pending.append((asset, peer, transfer))
+        return pending
 
     # ------------------------------------------------------------------ queries
 
@@ -124,37 +251,52 @@ class SyncState:
     def authenticated_peers(self) -> list[str]:
         return sorted(p for p, s in self.peers.items() if s.link is LinkStatus.AUTHENTICATED)
 
+    def claimed(self, asset: str) -> bool:
+        """Is this asset being fetched (a transfer in flight) or stored (verified, its push due)?"""
+        return asset not in self.local and bool(self._active.get(asset) or self._pushes.get(asset))
+
     def incoming_active(self, asset: str) -> bool:
         """Is some peer sending us this asset right now (requested and not yet ended)?"""
-        return any((t := s.incoming.get(asset)) is not None and t.status.active for s in self.peers.values())
+        return bool(self._active.get(asset))
+
+    def storing(self) -> list[str]:
+        """Assets verified and staged whose push into our store is still due."""
+        return [a for a, peers in sorted(self._pushes.items()) if peers and a not in self.local]
+
+    def may_be_staged(self) -> set[str]:
+        """Assets whose staged bytes may still be needed: not in our store, and some peer began sending them."""
+        return {a for state in self.peers.values() for a in state.incoming if a not in self.local}
+
+    def _incoming_of(self, asset: str) -> list[Transfer]:
+        return [t for s in self.peers.values() if (t := s.incoming.get(asset)) is not None]
 
     def resume_offset(self, asset: str) -> int:
-        """The furthest byte any transfer of this asset made durable, unless its bytes were thrown away."""
-        best = 0
-        for state in self.peers.values():
-            transfer = state.incoming.get(asset)
-            if transfer is not None and not transfer.discarded and transfer.status is not TransferStatus.COMPLETED:
-                best = max(best, transfer.offset)
-        return best
+        """Bytes of this asset durable in our staging: where a request for it starts. The furthest
+        checkpoint of any peer's transfer, unless a later failure threw the staged bytes away."""
+        transfers = self._incoming_of(asset)
+        cut = max((t.discard_seq for t in transfers), default=0)
+        return max((t.offset for t in transfers if not cut or t.offset_seq > cut), default=0)
 
-    def requests_for(self, peer: str) -> list[Command]:
-        """Everything worth asking this peer for now (used when a session starts or resumes)."""
-        state = self.peers.get(peer)
-        if state is None or state.link is not LinkStatus.AUTHENTICATED:
-            return []
-        return [self._request(peer, h) for h in sorted(state.has - self.local) if self._may_request(state, h)]
+    def paused_until(self, asset: str) -> int:
+        """No new request for this asset before this time: a failure asked for a pause, and no request
+        (to any peer) has been made since."""
+        transfers = self._incoming_of(asset)
+        latest_request = max((t.request_id for t in transfers), default=0)
+        return max((t.defer_until for t in transfers if t.defer_seq > latest_request), default=0)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for `cansync status` and `cansync journal replay`."""
         peers = {}
         for peer, state in sorted(self.peers.items()):
+            rejected = state.link is LinkStatus.REJECTED
             peers[peer] = {
                 "link": state.link.value,
                 "found_via": sorted(state.found_via),
                 "reject_reason": state.reject_reason,
                 "has": len(state.has),
-                "owed": len(self.local - state.has),
-                "wanted": len(state.has - self.local),
+                # nothing is owed to or wanted from a peer that failed the passphrase proof
+                "owed": 0 if rejected else len(self.local - state.has),
+                "wanted": 0 if rejected else len(state.has - self.local),
                 "received_from": len(state.received_from),
                 "in_flight": [
                     {"direction": d, "hash": h, "status": t.status.value, "offset": t.offset, "size": t.size}
@@ -171,6 +313,7 @@ class SyncState:
             "last_seq": self.last_seq,
             "local_assets": len(self.local),
             "store_watermark": self.store_watermark,
+            "storing": len(self.storing()),
             "peers": peers,
         }
 
@@ -201,6 +344,9 @@ class SyncState:
             state.peers = {p: PeerState.from_data(p, s) for p, s in data["peers"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"snapshot is damaged: {exc!r}") from exc
+        for peer_state in state.peers.values():
+            for asset, transfer in peer_state.incoming.items():
+                state._index(peer_state.peer, asset, transfer)
         return state
 
     def __eq__(self, other: object) -> bool:
@@ -212,81 +358,109 @@ class SyncState:
 
     # ------------------------------------------------------------------ helpers
 
-    def _may_request(self, state: PeerState, asset: str) -> bool:
-        transfer = state.incoming.get(asset)
-        if transfer is not None and transfer.failures >= MAX_FAILURES_PER_PEER:
+    def _may_request(self, state: PeerState, asset: str, now_ms: int) -> bool:
+        if state.link is not LinkStatus.AUTHENTICATED or asset not in state.has:
             return False
-        if transfer is not None and transfer.status is TransferStatus.COMPLETED:
-            return False  # verified, its push into our store is under way (a failed push marks it FAILED)
-        return not self.incoming_active(asset)
+        if asset in self.local or self.claimed(asset) or self.paused_until(asset) > now_ms:
+            return False
+        transfer = state.incoming.get(asset)
+        return transfer is None or transfer.failures < MAX_FAILURES_PER_PEER
 
-    def _request(self, peer: str, asset: str) -> RequestAsset:
-        return RequestAsset(peer, asset, self.resume_offset(asset))
+    def _mark(self, peer: str, asset: str) -> None:
+        """`asset` may be worth asking `peer` for: queue it for the next plan (live only)."""
+        if self._emit:
+            self._candidates.setdefault(peer, {})[asset] = None
 
-    def _request_elsewhere(self, asset: str, exclude: str) -> list[Command]:
-        """Ask the first other authenticated peer that holds `asset` for it."""
-        if asset in self.local or self.incoming_active(asset):
-            return []
-        for peer in self.authenticated_peers():
-            state = self.peers[peer]
-            if peer != exclude and asset in state.has and self._may_request(state, asset):
-                return [self._request(peer, asset)]
-        return []
+    def _mark_holders(self, asset: str, avoid: str | None = None) -> None:
+        """An asset was released (its transfer ended without it): the peers in session that hold it are
+        candidates again; `avoid` (the peer whose transfer just failed) only if no other holder is."""
+        if not self._emit or asset in self.local:
+            return
+        holders = [p for p in self.authenticated_peers() if asset in self.peers[p].has]
+        others = [p for p in holders if p != avoid]
+        for peer in others or holders:
+            self._mark(peer, asset)
+
+    def _set_incoming(self, state: PeerState, asset: str, transfer: Transfer, status: TransferStatus) -> None:
+        """Every change of an incoming transfer goes through here, so the indexes stay exact."""
+        transfer.status = status
+        state.incoming[asset] = transfer
+        self._index(state.peer, asset, transfer)
+
+    def _index(self, peer: str, asset: str, transfer: Transfer) -> None:
+        for index, member in (
+            (self._active, transfer.status.active),
+            (self._pushes, transfer.meta is not None and transfer.status is TransferStatus.COMPLETED),
+        ):
+            if member:
+                index.setdefault(asset, set()).add(peer)
+            elif asset in index:
+                index[asset].discard(peer)
+                if not index[asset]:
+                    del index[asset]
+        if transfer.defer_until:
+            self._paused.add(asset)
 
     # ------------------------------------------------------------------ handlers: peers
 
     def _peer_discovered(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
-        via = event.data.get("via")
-        if via:
-            state.found_via.add(str(via))
-        addrs = event.data.get("addrs")
-        if addrs:
-            state.addrs = tuple(addrs)
+        payload = PeerDiscovered.from_data(event.data)
+        if payload.via:
+            state.found_via.add(payload.via)
+        if payload.addrs:
+            state.addrs = payload.addrs
         return []
 
     def _peer_connected(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
         state.link = LinkStatus.CONNECTED
-        addrs = event.data.get("addrs")
+        addrs = PeerConnected.from_data(event.data).addrs
         if addrs:
-            state.addrs = tuple(addrs)
+            state.addrs = addrs
         return []
 
     def _peer_authenticated(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
         # A new session means the last one is over, even if its end never reached the journal (a full
-        # disk, a crash): what it was moving is cut off, and asked for again below.
-        for transfer in (*state.incoming.values(), *state.outgoing.values()):
-            if transfer.status.active:
-                transfer.status = TransferStatus.INTERRUPTED
+        # disk, a crash): what it was moving is cut off.
+        self._interrupt(state)
         state.link = LinkStatus.AUTHENTICATED
         state.reject_reason = None
-        return list(self.requests_for(state.peer)) if self._emit else []
+        # strikes count within a session: a peer whose store was down, or that lied, is asked again in
+        # its next session (a lie then costs it three more strikes, never an endless loop)
+        for transfer in state.incoming.values():
+            transfer.failures = 0
+        if self._emit:
+            for asset in sorted(state.has - self.local):
+                self._mark(state.peer, asset)
+        return []
 
     def _peer_rejected(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
         state.link = LinkStatus.REJECTED
         state.reject_reason = str(event.data.get("reason", "rejected"))
-        return self._interrupt(state)
+        self._interrupt(state)
+        return []
 
     def _peer_disconnected(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
         if state.link is not LinkStatus.REJECTED:
             state.link = LinkStatus.DISCONNECTED
-        return self._interrupt(state)
+        self._interrupt(state)
+        return []
 
-    def _interrupt(self, state: PeerState) -> list[Command]:
-        commands: list[Command] = []
+    def _interrupt(self, state: PeerState) -> None:
+        """The link to this peer ended: what was moving is cut off (staged bytes stay for a resume), and
+        what it was sending us may be asked of another peer."""
         for transfer in state.outgoing.values():
             if transfer.status.active:
                 transfer.status = TransferStatus.INTERRUPTED
         for asset, transfer in sorted(state.incoming.items()):
             if transfer.status.active:
-                transfer.status = TransferStatus.INTERRUPTED
-                if self._emit:
-                    commands.extend(self._request_elsewhere(asset, exclude=state.peer))
-        return commands
+                self._set_incoming(state, asset, transfer, TransferStatus.INTERRUPTED)
+                self._mark_holders(asset, avoid=state.peer)
+        self._candidates.pop(state.peer, None)
 
     def _peer_protocol_error(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
@@ -297,23 +471,32 @@ class SyncState:
 
     def _hashes_advertised(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
-        hashes = event.data.get("hashes", ())
+        payload = HashesAdvertised.from_data(event.data)
+        hashes = [h for h in payload.hashes if is_asset_id(h)]
         state.has.update(hashes)
         state.said_has.update(hashes)
-        state.their_watermark = max(state.their_watermark, int(event.data.get("watermark", 0)))
-        state.last_sync_ms = max(state.last_sync_ms, event.time_ms)
-        if state.link is not LinkStatus.AUTHENTICATED or not self._emit:
-            return []
-        return [self._request(state.peer, h) for h in hashes if h not in self.local and self._may_request(state, h)]
+        if payload.watermark > state.their_watermark:
+            state.their_watermark = payload.watermark
+        if event.time_ms > state.last_sync_ms:
+            state.last_sync_ms = event.time_ms
+        if self._emit and state.link is LinkStatus.AUTHENTICATED:
+            for asset in hashes:
+                if asset not in self.local:
+                    self._mark(state.peer, asset)
+        return []
 
     def _hashes_sent(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
-        state.our_watermark_sent = max(state.our_watermark_sent, int(event.data.get("watermark", 0)))
+        watermark = int(event.data.get("watermark", 0))
+        if watermark > state.our_watermark_sent:
+            state.our_watermark_sent = watermark
         return []
 
     def _local_asset_seen(self, event: Event, state: PeerState | None) -> list[Command]:
         assert event.hash is not None
-        self.store_watermark = max(self.store_watermark, int(event.data.get("changed_seq", 0)))
+        changed_seq = int(event.data.get("changed_seq", 0))
+        if changed_seq > self.store_watermark:
+            self.store_watermark = changed_seq
         if event.hash in self.local:
             return []
         self.local.add(event.hash)
@@ -327,121 +510,165 @@ class SyncState:
 
     # ------------------------------------------------------------------ handlers: transfers
 
-    @staticmethod
-    def _side(event: Event, state: PeerState) -> dict[str, Transfer]:
-        return state.incoming if event.data.get("direction") == "in" else state.outgoing
-
     def _transfer_requested(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        side = self._side(event, state)
-        offset = int(event.data.get("offset", 0))
-        previous = side.get(event.hash)
-        failures = previous.failures if previous else 0
-        side[event.hash] = Transfer(TransferStatus.REQUESTED, offset, previous.size if previous else None, failures)
-        if side is state.outgoing:
-            return [SendAsset(state.peer, event.hash, offset)]
-        return []
+        asset = event.hash
+        payload = TransferRequested.from_data(event.data)
+        if payload.direction is Direction.OUT:
+            previous = state.outgoing.get(asset)
+            state.outgoing[asset] = Transfer(
+                TransferStatus.REQUESTED, payload.offset, previous.size if previous else None,
+                previous.failures if previous else 0, request_id=payload.request_id,
+            )  # fmt: skip
+            return [SendAsset(state.peer, asset, payload.offset, payload.request_id)] if self._emit else []
+        transfer = state.incoming.get(asset) or Transfer(TransferStatus.REQUESTED)
+        transfer.offset, transfer.offset_seq = payload.offset, event.seq
+        transfer.request_id = event.seq
+        transfer.meta = None
+        self._set_incoming(state, asset, transfer, TransferStatus.REQUESTED)
+        return [RequestAsset(state.peer, asset, payload.offset, event.seq)] if self._emit else []
 
     def _transfer_started(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        side = self._side(event, state)
-        transfer = side.setdefault(event.hash, Transfer(TransferStatus.STARTED))
-        transfer.status = TransferStatus.STARTED
-        transfer.offset = int(event.data.get("offset", 0))
-        size = event.data.get("size")
-        transfer.size = int(size) if size is not None else transfer.size
+        payload = TransferStarted.from_data(event.data)
+        if payload.direction is Direction.OUT:
+            transfer = state.outgoing.setdefault(event.hash, Transfer(TransferStatus.STARTED))
+            transfer.status = TransferStatus.STARTED
+        else:
+            transfer = state.incoming.get(event.hash) or Transfer(TransferStatus.STARTED)
+            transfer.offset_seq = event.seq  # the receiver cut its staging back to `offset`
+            self._set_incoming(state, event.hash, transfer, TransferStatus.STARTED)
+        transfer.offset = payload.offset
+        if payload.size is not None:
+            transfer.size = payload.size
         transfer.discarded = False
         return []
 
     def _transfer_checkpointed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        transfer = self._side(event, state).setdefault(event.hash, Transfer(TransferStatus.CHECKPOINTED))
-        transfer.status = TransferStatus.CHECKPOINTED
-        transfer.offset = int(event.data.get("offset", transfer.offset))
+        offset = int(event.data.get("offset", 0))
+        if event.data.get("direction") == Direction.OUT:
+            transfer = state.outgoing.setdefault(event.hash, Transfer(TransferStatus.CHECKPOINTED))
+            transfer.status = TransferStatus.CHECKPOINTED
+        else:
+            transfer = state.incoming.get(event.hash) or Transfer(TransferStatus.CHECKPOINTED)
+            transfer.offset_seq = event.seq
+            self._set_incoming(state, event.hash, transfer, TransferStatus.CHECKPOINTED)
+        transfer.offset = offset
         return []
 
     def _transfer_completed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        side = self._side(event, state)
-        transfer = side.setdefault(event.hash, Transfer(TransferStatus.COMPLETED))
-        transfer.status = TransferStatus.COMPLETED
-        size = event.data.get("size")
-        if size is not None:
-            transfer.size = int(size)
-            transfer.offset = int(size)
-        moved = int(event.data.get("sent", transfer.size or 0))
-        state.has.add(event.hash)  # either it sent us the asset, or it now holds what we sent
-        state.last_sync_ms = max(state.last_sync_ms, event.time_ms)
-        if side is state.incoming:
-            state.received_from.add(event.hash)  # marked before our store hears of it: no echo race
-            state.said_has.add(event.hash)
-            state.bytes_in += moved
-        else:
-            state.bytes_out += moved
-        return []
+        asset = event.hash
+        payload = TransferCompleted.from_data(event.data)
+        if event.time_ms > state.last_sync_ms:
+            state.last_sync_ms = event.time_ms
+        state.has.add(asset)  # either it sent us the asset, or it now holds what we sent
+        if payload.direction is Direction.OUT:
+            transfer = state.outgoing.setdefault(asset, Transfer(TransferStatus.COMPLETED))
+            transfer.status = TransferStatus.COMPLETED
+            if payload.size is not None:
+                transfer.size = transfer.offset = payload.size
+            state.bytes_out += payload.sent if payload.sent is not None else (transfer.size or 0)
+            return []
+        transfer = state.incoming.get(asset) or Transfer(TransferStatus.COMPLETED)
+        if payload.size is not None:
+            transfer.size = transfer.offset = payload.size
+            transfer.offset_seq = event.seq
+        state.received_from.add(asset)  # marked before our store hears of it: no echo race
+        state.said_has.add(asset)
+        state.bytes_in += payload.sent if payload.sent is not None else (transfer.size or 0)
+        # verified and staged: the asset stays claimed until its push into our store lands
+        transfer.meta = dict(payload.meta or {})  # kept whether or not our store already has it: no order
+        transfer.retry_ms = 0
+        self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED)
+        if asset in self.local or not self._emit:
+            return []
+        return [StoreAsset(state.peer, asset, transfer.meta)]
 
     def _transfer_failed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        side = self._side(event, state)
-        transfer = side.setdefault(event.hash, Transfer(TransferStatus.FAILED))
-        transfer.status = TransferStatus.FAILED
-        if not event.data.get("local_fault"):  # our store being down is not the peer's fault
-            transfer.failures += 1
-        transfer.discarded = bool(event.data.get("discard", False))
-        if transfer.discarded:
-            transfer.offset = 0
-        if side is state.outgoing or event.hash in self.local or not self._emit:
+        asset = event.hash
+        payload = TransferFailed.from_data(event.data)
+        if payload.direction is Direction.OUT:
+            transfer = state.outgoing.setdefault(asset, Transfer(TransferStatus.FAILED))
+            transfer.status = TransferStatus.FAILED
             return []
-        if event.data.get("local_fault"):
-            return []  # asking again at once would fail the same way; the agent's periodic plan retries
-        if state.link is LinkStatus.AUTHENTICATED and event.hash in state.has and self._may_request(state, event.hash):
-            return [self._request(state.peer, event.hash)]
-        return self._request_elsewhere(event.hash, exclude=state.peer)
+        transfer = state.incoming.get(asset) or Transfer(TransferStatus.FAILED)
+        if payload.fault is Fault.PEER:
+            transfer.failures += 1
+        if payload.stage == "store" and not payload.discard and transfer.meta is not None:
+            # the verified bytes stay staged and claimed: only the push is tried again, a little later
+            transfer.retry_ms = event.time_ms + LOCAL_RETRY_MS
+            return []
+        transfer.meta = None
+        transfer.discarded = payload.discard
+        if payload.discard:
+            transfer.offset = 0
+            transfer.discard_seq = event.seq
+        if payload.defer:
+            transfer.defer_until = event.time_ms + LOCAL_RETRY_MS  # asking at once would fail the same way
+            transfer.defer_seq = event.seq
+        self._set_incoming(state, asset, transfer, TransferStatus.FAILED)
+        if not payload.defer:
+            self._mark_holders(asset, avoid=state.peer)
+        return []
 
     def _asset_received(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        self.local.add(event.hash)
-        state.has.add(event.hash)
-        state.said_has.add(event.hash)
-        state.received_from.add(event.hash)
-        transfer = state.incoming.get(event.hash)
-        if transfer is not None and transfer.status is not TransferStatus.COMPLETED:
-            transfer.status = TransferStatus.COMPLETED
+        asset = event.hash
+        self.local.add(asset)
+        state.has.add(asset)
+        state.said_has.add(asset)
+        state.received_from.add(asset)
+        transfer = state.incoming.get(asset)
+        if transfer is not None:
+            transfer.meta = None  # the push landed
+            self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED)
         if not self._emit:
             return []
         # Tell the other peers: they may lack it. Never the peer it came from.
-        return [
-            Advertise(peer, (event.hash,))
+        commands: list[Command] = [
+            Advertise(peer, (asset,))
             for peer in self.authenticated_peers()
-            if peer != state.peer and event.hash not in self.peers[peer].has
+            if peer != state.peer and asset not in self.peers[peer].has
         ]
+        winner = self.meta.get(asset)
+        if winner is not None:
+            # a change that arrived before the asset itself: the pushed record may be older
+            commands.append(ApplyMetadata(asset, winner))
+        return commands
 
     # ------------------------------------------------------------------ handlers: metadata
 
     def _metadata_changed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert event.hash is not None
+        asset = event.hash
         if event.peer is None:
-            self.store_watermark = max(self.store_watermark, int(event.data.get("changed_seq", 0)))
+            changed_seq = int(event.data.get("changed_seq", 0))
+            if changed_seq > self.store_watermark:
+                self.store_watermark = changed_seq
         incoming = MetaValue.from_data(event.data)
-        current = self.meta.get(event.hash)
+        current = self.meta.get(asset)
         if current == incoming:
             # The same change again (another peer passing it on, or a re-send after a reconnect): apply
             # it to our store again. Writing the store is idempotent, and an apply cut off after the
             # change was journaled (a session closed mid-way) is repaired this way.
-            return [ApplyMetadata(event.hash, incoming)] if event.peer is not None and self._emit else []
+            if event.peer is not None and self._emit and asset in self.local:
+                return [ApplyMetadata(asset, incoming)]
+            return []
         if not incoming.beats(current):
+            # it arrived after a later change: the two really competed, and this one lost
             assert current is not None
-            return [RecordSuperseded(event.hash, loser=incoming, winner=current)]
-        self.meta[event.hash] = incoming
+            return [RecordSuperseded(asset, loser=incoming, winner=current)] if self._emit else []
+        self.meta[asset] = incoming
         if not self._emit:
             return []
         commands: list[Command] = []
-        if current is not None:
-            commands.append(RecordSuperseded(event.hash, loser=current, winner=incoming))
-        if event.peer is not None:
-            commands.append(ApplyMetadata(event.hash, incoming))
+        if event.peer is not None and asset in self.local:
+            commands.append(ApplyMetadata(asset, incoming))
         commands.extend(
-            ForwardMetadata(peer, event.hash, incoming) for peer in self.authenticated_peers() if peer != event.peer
+            ForwardMetadata(peer, asset, incoming) for peer in self.authenticated_peers() if peer != event.peer
         )
         return commands
 

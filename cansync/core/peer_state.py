@@ -33,19 +33,33 @@ class LinkStatus(StrEnum):
 
 @dataclass
 class Transfer:
+    """One asset moving between us and one peer. For an incoming one it also keeps what the rules that
+    span peers need (resume point, deferral, a pending push), each with the journal seq that set it:
+    those rules compare seqs, so the order in which peers' events are folded cannot change them."""
+
     status: TransferStatus
     offset: int = 0  # bytes known to be durable at the receiver
     size: int | None = None
-    failures: int = 0  # failed attempts of this peer for this asset, to stop asking a peer that lies
+    failures: int = 0  # strikes in this session: failures that were this peer's fault
     discarded: bool = False  # the last failure threw the staged bytes away
+    request_id: int = 0  # the request this transfer answers; a stream naming another one is stale
+    offset_seq: int = 0  # seq of the event that set `offset` (staged bytes as of then)
+    discard_seq: int = 0  # seq of the last failure that threw the staged bytes away
+    defer_until: int = 0  # a failure asked for a pause: no new request for the asset before this time
+    defer_seq: int = 0  # seq of that failure (a newer request, from any peer, ends the pause)
+    meta: dict[str, Any] | None = None  # verified and staged, its push into our store due: the sender's record
+    retry_ms: int = 0  # that push failed on our side: push again from this time
 
     def to_data(self) -> list[Any]:
-        return [self.status.value, self.offset, self.size, self.failures, self.discarded]
+        return [
+            self.status.value, self.offset, self.size, self.failures, self.discarded, self.request_id,
+            self.offset_seq, self.discard_seq, self.defer_until, self.defer_seq, self.meta, self.retry_ms,
+        ]  # fmt: skip
 
     @classmethod
     def from_data(cls, data: list[Any]) -> Transfer:
-        status, offset, size, failures, discarded = data
-        return cls(TransferStatus(status), offset, size, failures, discarded)
+        status, *rest = data
+        return cls(TransferStatus(status), *rest)
 
 
 @dataclass

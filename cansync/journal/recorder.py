@@ -51,7 +51,7 @@ _UPDATE_HEAD = (
 )
 
 
-def _wall_ms() -> int:
+def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
@@ -69,8 +69,17 @@ class Journal:
 
     path: Path
 
-    def __init__(self, path: Path, engine: AsyncEngine, last_seq: int, last_digest: bytes, last_time_ms: int):
+    def __init__(
+        self,
+        path: Path,
+        engine: AsyncEngine,
+        last_seq: int,
+        last_digest: bytes,
+        last_time_ms: int,
+        clock: Callable[[], int] | None = None,
+    ):
         self.path = path
+        self._clock = clock or wall_ms  # ms since the epoch; a simulation passes its own
         self._engine = engine
         self._last_seq = last_seq
         self._last_digest = last_digest
@@ -84,7 +93,7 @@ class Journal:
     # -- opening and closing -------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path | str) -> Journal:
+    async def open(cls, path: Path | str, *, clock: Callable[[], int] | None = None) -> Journal:
         """Open the journal at `path`, creating it or upgrading its schema to what this code knows.
 
         Refuses, with a JournalError and without changing a byte, a file that is not a cansync journal
@@ -126,7 +135,7 @@ class Journal:
         except ValueError as exc:
             await engine.dispose()
             raise JournalError(f"{path}: the digest of event {last_seq} is not hex: {last_digest!r}") from exc
-        return cls(path, engine, last_seq, digest_bytes, last_time)
+        return cls(path, engine, last_seq, digest_bytes, last_time, clock)
 
     async def close(self) -> None:
         """Write everything already appended, then release the file. Safe to call twice."""
@@ -205,7 +214,7 @@ class Journal:
 
     async def _write_group(self, group: list[_PendingAppend]) -> None:
         seq, prev = self._last_seq, self._last_digest
-        time_ms = max(_wall_ms(), self._last_time_ms)  # non-decreasing along seq, so time maps to a seq range
+        time_ms = max(self._clock(), self._last_time_ms)  # non-decreasing along seq, so time maps to a seq range
         rows: list[tuple[Any, ...]] = []
         results: list[list[Event]] = []
         prev_hex = prev.hex()
@@ -378,7 +387,7 @@ class Journal:
                         raise JournalError(f"{self.path}: cannot snapshot at seq {seq}: there is no such event")
                 await conn.execute(delete(schema.snapshots).where(snap.seq == seq))
                 await conn.execute(
-                    insert(schema.snapshots).values(seq=seq, time_ms=_wall_ms(), digest=digest, state=state_json)
+                    insert(schema.snapshots).values(seq=seq, time_ms=self._clock(), digest=digest, state=state_json)
                 )
                 keep = select(snap.seq).order_by(snap.seq.desc()).limit(schema.SNAPSHOTS_KEPT)
                 await conn.execute(delete(schema.snapshots).where(snap.seq.not_in(keep.scalar_subquery())))

@@ -23,7 +23,7 @@ from cansync.wire.frames import DEFAULT_LIMITS, FrameLimits
 
 log = logging.getLogger(__name__)
 
-ALPN = b"cansync/1"
+ALPN = b"cansync/2"  # 2: wants, transfer headers and AssetUnavailable carry a request id
 INCOMING_HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK = 0
 
@@ -42,7 +42,7 @@ def _register_loop() -> None:
 
 
 class PeerConnection:
-    """One authenticated-or-not QUIC connection to a peer, speaking ALPN cansync/1."""
+    """One authenticated-or-not QUIC connection to a peer, speaking ALPN cansync/2."""
 
     def __init__(self, conn: iroh.Connection, *, limits: FrameLimits = DEFAULT_LIMITS) -> None:
         self._conn = conn

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from cansync.core.commands import Advertise, RequestAsset
 from cansync.core.events import Event, EventKind
 from cansync.core.machine import SyncState, fold
+from cansync.core.peer_state import LinkStatus
 from tests.core.strategies import ASSETS, PEERS, interleaving, journal, merge
 
 
@@ -73,15 +74,26 @@ def test_what_came_from_a_peer_is_never_owed_or_advertised_to_it(streams):
             assert not (state.owed(peer) & state.never_echo(peer))
 
 
-@settings(max_examples=120)
+@settings(max_examples=150)
 @given(streams=journal())
-def test_requests_only_ask_for_what_we_lack_from_a_peer_that_has_it(streams):
+def test_a_plan_asks_for_an_asset_once_and_only_of_a_peer_in_session_that_holds_it(streams):
     state = SyncState()
+    planned_seq = 10_000  # after every seq of the generated journal
     for event in canonical(streams):
-        for command in state.apply(event):
-            if isinstance(command, RequestAsset):
-                assert command.hash not in state.local
-                assert command.hash in state.peer(command.peer).has
+        state.apply(event)
+        requests = state.plan(now_ms=10**12)
+        assert len({r.hash for r in requests}) == len(requests)
+        for request in requests:
+            assert request.hash is not None and request.peer is not None
+            assert request.hash not in state.local
+            assert not state.claimed(request.hash)
+            assert request.hash in state.peer(request.peer).has
+            assert state.peer(request.peer).link is LinkStatus.AUTHENTICATED
+        for request in requests:
+            planned_seq += 1
+            commands = state.apply(request.journaled(planned_seq, 10**12))
+            assert commands == [RequestAsset(request.peer, request.hash, request.data["offset"], planned_seq)]
+            assert state.claimed(request.hash)
 
 
 def test_resume_offset_is_the_furthest_checkpoint_unless_discarded():

@@ -1,4 +1,10 @@
-"""The machine against a deliberately simple reference model, driven by random journal events."""
+"""The machine against a deliberately simple reference model, driven by random journal events.
+
+Besides what a peer holds and what we owe it, the model checks the rules of the decisions: an asset is
+in flight from at most one peer at a time, only a peer that holds it is asked, and every asset that
+some peer in session holds and we lack is being fetched, unless a failure paused it or every holder
+has used up its strikes.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +12,54 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cansync.core.commands import Advertise, RequestAsset, SendAsset
-from cansync.core.events import Event, EventKind
-from cansync.core.machine import SyncState, fold
+from cansync.core.commands import Advertise, SendAsset
+from cansync.core.events import (
+    AssetReceived,
+    Direction,
+    Event,
+    HashesAdvertised,
+    LocalAssetSeen,
+    MetadataChanged,
+    PeerAuthenticated,
+    PeerDisconnected,
+    TransferCompleted,
+    TransferRequested,
+)
+from cansync.core.faults import Failure, failed_transfer
+from cansync.core.machine import MAX_FAILURES_PER_PEER, fold
 from cansync.core.metadata import MetaValue
+from tests.core.node import Node
 
 PEERS = ("11" * 32, "22" * 32, "33" * 32)
 ASSETS = tuple(f"{i:064x}" for i in range(1, 6))
 
 peers = st.sampled_from(PEERS)
 assets = st.sampled_from(ASSETS)
+failures = st.sampled_from(list(Failure))
 
 
 class MachineVersusModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.machine = SyncState()
-        self.journal: list[Event] = []
+        self.node = Node("00" * 32, now=1_000)
         # the reference model: plain sets and dicts, no cleverness
         self.local: set[str] = set()
         self.has: dict[str, set[str]] = {p: set() for p in PEERS}
         self.came_from: dict[str, set[str]] = {p: set() for p in PEERS}
         self.authenticated: set[str] = set()
-        self.moving_in: dict[str, set[str]] = {p: set() for p in PEERS}  # requested, not yet ended
         self.meta: dict[str, MetaValue] = {}
 
-    def record(self, event: Event) -> list:
-        stamped = event.journaled(len(self.journal) + 1, len(self.journal) + 1)
-        self.journal.append(stamped)
-        return self.machine.apply(stamped)
+    @property
+    def machine(self):  # type: ignore[no-untyped-def]
+        return self.node.state
 
-    def anyone_moving(self, asset: str) -> bool:
-        return any(asset in moving for moving in self.moving_in.values())
+    def in_flight_from(self, asset: str) -> str | None:
+        active = self.node.active_incoming().get(asset, set())
+        return next(iter(active)) if active else None
 
     @rule(asset=assets)
     def local_asset(self, asset):
-        commands = self.record(Event(EventKind.LOCAL_ASSET_SEEN, hash=asset))
+        commands = self.node.record(Event.of(LocalAssetSeen(), hash=asset))
         new = asset not in self.local
         self.local.add(asset)
         expected = {p for p in self.authenticated if asset not in self.has[p]} if new else set()
@@ -49,83 +67,67 @@ class MachineVersusModel(RuleBasedStateMachine):
 
     @rule(peer=peers)
     def authenticate(self, peer):
-        commands = self.record(Event(EventKind.PEER_AUTHENTICATED, peer=peer))
+        self.node.record(Event.of(PeerAuthenticated(), peer=peer))
         self.authenticated.add(peer)
-        self.moving_in[peer].clear()  # a new session ends whatever the last one was moving
-        requested = {c.hash for c in commands if isinstance(c, RequestAsset)}
-        assert requested <= self.has[peer] - self.local
-        for asset in self.has[peer] - self.local:
-            if not self.anyone_moving(asset):
-                assert asset in requested
 
     @rule(peer=peers)
     def disconnect(self, peer):
-        self.record(Event(EventKind.PEER_DISCONNECTED, peer=peer))
+        self.node.record(Event.of(PeerDisconnected("gone"), peer=peer))
         self.authenticated.discard(peer)
-        self.moving_in[peer].clear()
 
     @rule(peer=peers, advertised=st.lists(assets, max_size=3, unique=True))
     def peer_advertises(self, peer, advertised):
-        commands = self.record(Event(EventKind.HASHES_ADVERTISED, peer=peer, data={"hashes": advertised}))
+        self.node.record(Event.of(HashesAdvertised(tuple(advertised)), peer=peer))
         self.has[peer].update(advertised)
-        requested = [c.hash for c in commands if isinstance(c, RequestAsset)]
-        if peer not in self.authenticated:
-            assert requested == []
-        else:
-            expected = [a for a in advertised if a not in self.local and not self.anyone_moving(a)]
-            assert requested == expected
 
-    @precondition(lambda self: any(self.authenticated))
-    @rule(data=st.data())
-    def request_from_peer(self, data):
-        peer = data.draw(st.sampled_from(sorted(self.authenticated)))
-        asset = data.draw(assets)
-        self.record(Event(EventKind.TRANSFER_REQUESTED, peer=peer, hash=asset, data={"direction": "in", "offset": 0}))
-        self.moving_in[peer].add(asset)
-
-    @rule(peer=peers, asset=assets)
-    def peer_wants(self, peer, asset):
-        commands = self.record(
-            Event(EventKind.TRANSFER_REQUESTED, peer=peer, hash=asset, data={"direction": "out", "offset": 7})
-        )
-        assert commands == [SendAsset(peer, asset, 7)]
-
-    @rule(peer=peers, asset=assets)
-    def sent_to_peer(self, peer, asset):
-        self.record(Event(EventKind.TRANSFER_COMPLETED, peer=peer, hash=asset, data={"direction": "out", "size": 3}))
-        self.has[peer].add(asset)
-
-    @rule(peer=peers, asset=assets)
-    def received_from_peer(self, peer, asset):
-        self.record(
-            Event(
-                EventKind.TRANSFER_COMPLETED,
-                peer=peer,
-                hash=asset,
-                data={"direction": "in", "size": 3, "verified": True},
-            )
-        )
-        commands = self.record(Event(EventKind.ASSET_RECEIVED, peer=peer, hash=asset))
+    @rule(asset=assets)
+    def transfer_arrives_and_is_stored(self, asset):
+        peer = self.in_flight_from(asset)
+        if peer is None:
+            return
+        done = TransferCompleted(Direction.IN, 3, 3, verified=True, meta={"hash": asset, "size": 3})
+        self.node.record(Event.of(done, peer=peer, hash=asset))
+        assert self.node.state.claimed(asset) or asset in self.local  # claimed until its push lands
+        commands = self.node.record(Event.of(AssetReceived(), peer=peer, hash=asset))
         self.local.add(asset)
         self.has[peer].add(asset)
         self.came_from[peer].add(asset)
-        self.moving_in[peer].discard(asset)
         for command in commands:
-            assert isinstance(command, Advertise)
-            assert command.peer != peer  # never echo to the sender
+            if isinstance(command, Advertise):
+                assert command.peer != peer  # never echo to the sender
+
+    @rule(asset=assets, failure=failures)
+    def transfer_fails(self, asset, failure):
+        peer = self.in_flight_from(asset)
+        if peer is None:
+            return
+        self.node.record(failed_transfer(peer, asset, Direction.IN, failure, "it failed"))
+
+    @rule()
+    def time_passes(self):
+        assert self.node.now is not None
+        self.node.now += 6_000
+        self.node.tick()
+
+    @rule(peer=peers, asset=assets)
+    def peer_wants(self, peer, asset):
+        commands = self.node.record(Event.of(TransferRequested(Direction.OUT, 7, 42), peer=peer, hash=asset))
+        assert commands == [SendAsset(peer, asset, 7, 42)]
+
+    @rule(peer=peers, asset=assets)
+    def sent_to_peer(self, peer, asset):
+        if asset not in self.local:
+            return  # we only ever send what our store holds
+        self.node.record(Event.of(TransferCompleted(Direction.OUT, 3, 3), peer=peer, hash=asset))
+        self.has[peer].add(asset)
 
     @rule(
         peer=st.one_of(st.none(), peers), asset=assets, updated=st.integers(0, 5), origin=peers, trashed=st.booleans()
     )
     def metadata(self, peer, asset, updated, origin, trashed):
         value = MetaValue(updated, origin, trashed=trashed)
-        self.record(Event(EventKind.METADATA_CHANGED, peer=peer, hash=asset, data=value.to_data()))
-        current = self.meta.get(asset)
-        if current is None or (value.updated_ms, value.origin, value.trashed) > (
-            current.updated_ms,
-            current.origin,
-            current.trashed,
-        ):
+        self.node.record(Event.of(MetadataChanged(updated, origin, trashed=trashed), peer=peer, hash=asset))
+        if value.beats(self.meta.get(asset)):
             self.meta[asset] = value
 
     @invariant()
@@ -141,9 +143,31 @@ class MachineVersusModel(RuleBasedStateMachine):
         assert set(self.machine.authenticated_peers()) == self.authenticated
         assert self.machine.meta == self.meta
 
+    @invariant()
+    def an_asset_is_fetched_from_one_peer_at_a_time_and_only_from_a_holder(self):
+        for asset, peers_moving in self.node.active_incoming().items():
+            assert len(peers_moving) <= 1, f"{asset[:8]} in flight from {len(peers_moving)} peers"
+        for asset, asked in self.node.requested().items():
+            assert asked[-1] in {p for p in PEERS if asset in self.has[p]}
+
+    @precondition(lambda self: self.node.now is not None)
+    @invariant()
+    def every_asset_a_peer_in_session_holds_is_being_fetched(self):
+        state = self.machine
+        assert self.node.now is not None
+        for asset in ASSETS:
+            if asset in self.local or state.claimed(asset) or state.paused_until(asset) > self.node.now:
+                continue
+            askable = []
+            for p in sorted(self.authenticated):
+                transfer = state.peer(p).incoming.get(asset)
+                if asset in self.has[p] and (transfer is None or transfer.failures < MAX_FAILURES_PER_PEER):
+                    askable.append(p)
+            assert not askable, f"{asset[:8]} is held by {[p[:4] for p in askable]} in session, and not asked for"
+
     def teardown(self) -> None:
-        assert fold(self.journal) == self.machine
+        assert fold(self.node.journal) == self.machine
 
 
-MachineVersusModel.TestCase.settings = settings(max_examples=80, stateful_step_count=40, deadline=None)
+MachineVersusModel.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None)
 TestMachineVersusModel = MachineVersusModel.TestCase

@@ -1,112 +1,79 @@
 """Two machines driven through a simulated session: once every owed transfer completes, both hold the union.
 
 The "network" here is a list of pending deliveries; hypothesis picks which one happens next, and may
-fail a transfer (the receiver then journals the failure, as the agent does on a hash mismatch).
+fail a transfer (the receiver then journals the failure, as the agent does on a hash mismatch). Each
+node journals through `tests.core.node.Node`, which applies the ledger's rule: what the machine
+decides (which asset to ask whom for) is journaled before anything else happens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cansync.core.commands import Advertise, RequestAsset, SendAsset
-from cansync.core.events import Event, EventKind
-from cansync.core.machine import SyncState
+from cansync.core.commands import Advertise, Command, RequestAsset, SendAsset, StoreAsset
+from cansync.core.events import (
+    AssetReceived,
+    Direction,
+    Event,
+    EventKind,
+    HashesAdvertised,
+    LocalAssetSeen,
+    PeerAuthenticated,
+    PeerConnected,
+    TransferCompleted,
+    TransferRequested,
+)
+from cansync.core.faults import Failure, failed_transfer
+from cansync.core.machine import fold
+from tests.core.node import Node
 
 ASSETS = [f"{i:064x}" for i in range(1, 9)]
 
 
-@dataclass
-class Node:
-    name: str
-    state: SyncState = field(default_factory=SyncState)
-    seq: int = 0
-    journal: list[Event] = field(default_factory=list)
-
-    def record(self, event: Event) -> list:
-        self.seq += 1
-        stamped = event.journaled(self.seq, self.seq)
-        self.journal.append(stamped)
-        return self.state.apply(stamped)
-
-
 def run_session(a: Node, b: Node, choices: st.DataObject, fail_budget: int) -> None:
     nodes = {a.name: a, b.name: b}
-    other = {a.name: b, b.name: a}
     pending: list[tuple[str, str, object]] = []  # (to, kind, payload)
 
-    def handle(node: Node, commands: list) -> None:
+    def handle(node: Node, commands: list[Command]) -> None:
         for command in commands:
             if isinstance(command, RequestAsset):
-                if node.state.incoming_active(command.hash):
-                    continue
-                handle(
-                    node,
-                    node.record(
-                        Event(
-                            EventKind.TRANSFER_REQUESTED,
-                            peer=command.peer,
-                            hash=command.hash,
-                            data={"direction": "in", "offset": 0},
-                        )
-                    ),
-                )
-                pending.append((command.peer, "want", (node.name, command.hash)))
+                pending.append((command.peer, "want", (node.name, command.hash, command.request_id)))
             elif isinstance(command, SendAsset):
                 pending.append((command.peer, "asset", (node.name, command.hash)))
             elif isinstance(command, Advertise):
                 pending.append((command.peer, "advert", (node.name, list(command.hashes))))
+            elif isinstance(command, StoreAsset):
+                handle(node, node.record(Event.of(AssetReceived(), peer=command.peer, hash=command.hash)))
 
     for node in (a, b):
-        peer = other[node.name].name
-        handle(node, node.record(Event(EventKind.PEER_CONNECTED, peer=peer)))
-        handle(node, node.record(Event(EventKind.PEER_AUTHENTICATED, peer=peer)))
+        peer = [n for n in nodes if n != node.name][0]
+        handle(node, node.record(Event.of(PeerConnected(Direction.OUT), peer=peer)))
+        handle(node, node.record(Event.of(PeerAuthenticated(), peer=peer)))
         pending.append((peer, "advert", (node.name, sorted(node.state.local))))
 
     failures = 0
     while pending:
         to, kind, payload = pending.pop(choices.draw(st.integers(0, len(pending) - 1)))
         node = nodes[to]
-        sender, body = payload  # type: ignore[misc]
         if kind == "advert":
-            handle(node, node.record(Event(EventKind.HASHES_ADVERTISED, peer=sender, data={"hashes": body})))
+            sender, hashes = payload  # type: ignore[misc]
+            handle(node, node.record(Event.of(HashesAdvertised(tuple(hashes)), peer=sender)))
         elif kind == "want":
-            handle(
-                node,
-                node.record(
-                    Event(EventKind.TRANSFER_REQUESTED, peer=sender, hash=body, data={"direction": "out", "offset": 0})
-                ),
-            )
+            sender, asset, request_id = payload  # type: ignore[misc]
+            want = TransferRequested(Direction.OUT, 0, request_id)
+            handle(node, node.record(Event.of(want, peer=sender, hash=asset)))
         elif kind == "asset":
+            sender, asset = payload  # type: ignore[misc]
             source = nodes[sender]
-            source.record(
-                Event(EventKind.TRANSFER_COMPLETED, peer=to, hash=body, data={"direction": "out", "size": 10})
-            )
+            source.record(Event.of(TransferCompleted(Direction.OUT, 10, 10), peer=to, hash=asset))
             if failures < fail_budget and choices.draw(st.booleans()):
                 failures += 1
-                handle(
-                    node,
-                    node.record(
-                        Event(
-                            EventKind.TRANSFER_FAILED,
-                            peer=sender,
-                            hash=body,
-                            data={"direction": "in", "reason": "hash mismatch", "discard": True},
-                        )
-                    ),
-                )
+                failure = failed_transfer(sender, asset, Direction.IN, Failure.CONTENT_MISMATCH, "hash mismatch")
+                handle(node, node.record(failure))
                 continue
-            node.record(
-                Event(
-                    EventKind.TRANSFER_COMPLETED,
-                    peer=sender,
-                    hash=body,
-                    data={"direction": "in", "size": 10, "verified": True},
-                )
-            )
-            handle(node, node.record(Event(EventKind.ASSET_RECEIVED, peer=sender, hash=body)))
+            done = TransferCompleted(Direction.IN, 10, 10, verified=True, meta={"hash": asset, "size": 10})
+            handle(node, node.record(Event.of(done, peer=sender, hash=asset)))
 
 
 @settings(max_examples=150, deadline=None)
@@ -120,7 +87,7 @@ def test_after_all_owed_transfers_complete_both_hold_the_union(a_assets, b_asset
     a, b = Node("a" * 64), Node("b" * 64)
     for node, assets in ((a, a_assets), (b, b_assets)):
         for asset in sorted(assets):
-            node.record(Event(EventKind.LOCAL_ASSET_SEEN, hash=asset))
+            node.record(Event.of(LocalAssetSeen(), hash=asset))
     run_session(a, b, choices, fail_budget)
     union = a_assets | b_assets
     assert a.state.local == union
@@ -133,8 +100,13 @@ def test_after_all_owed_transfers_complete_both_hold_the_union(a_assets, b_asset
         if e.kind == EventKind.TRANSFER_COMPLETED and e.data["direction"] == "out" and e.peer == a.name
     }
     assert not (sent_back & a_assets)
+    # each asset was received once, and asked for once per failure plus once
+    for node in (a, b):
+        received = [e.hash for e in node.journal if e.kind is EventKind.ASSET_RECEIVED]
+        assert len(received) == len(set(received))
+        failed = sum(1 for e in node.journal if e.kind is EventKind.TRANSFER_FAILED)
+        asked = sum(len(peers) for peers in node.requested().values())
+        assert asked == len(received) + failed
     # and the journals alone rebuild the same states
-    from cansync.core.machine import fold
-
     assert fold(a.journal) == a.state
     assert fold(b.journal) == b.state

@@ -106,7 +106,7 @@ async def test_a_peer_that_stalls_mid_transfer_is_cut_off_and_the_asset_comes_fr
     assert want is not None and want.items[0].hash == asset
     writer = await conn.open_transfer()
     meta = can_sync_pb2.AssetMeta(hash=asset, timestamp=1_700_000_000_000, size=len(content))
-    await writer.write_message(peer_pb2.AssetHeader(meta=meta, offset=0))
+    await writer.write_message(peer_pb2.AssetHeader(meta=meta, offset=0, request_id=want.items[0].request_id))
     await writer.write_chunk(content[: 1 * MiB])
 
     def failed() -> list[tuple]:

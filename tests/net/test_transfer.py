@@ -174,7 +174,7 @@ async def test_foreign_alpn_is_refused_and_the_endpoint_keeps_serving(
             await asyncio.wait_for(stranger.connect(b.addr().to_iroh(), b"other/1"), 10)
         ca, cb = await connect_pair(a, b)  # ours still gets through, and it is the first one queued
         assert cb.remote_id_hex == a.id_hex
-        assert ALPN == b"cansync/1"
+        assert ALPN == b"cansync/2"
     finally:
         await stranger.close()
 
