@@ -21,6 +21,9 @@ DEFAULT_PKARR_RELAYS = ("https://pkarr.pubky.app", "https://pkarr.pubky.org")
 DEFAULT_STORE_PORT = 3210
 DEFAULT_WEB_ADDR = "127.0.0.1:3290"
 LOG_FORMATS = ("text", "json")
+MIN_LIMIT_KIBPS = 256
+"""The lowest bandwidth limit: a peer gives up on a 4 MiB chunk that moves nothing new for 30 s, and
+at 256 KiB/s one takes 16 s."""
 ENV_PREFIX = "CANSYNC_"
 
 
@@ -128,6 +131,11 @@ def _coerce(key: str, value: Any, base_dir: Path) -> Any:
     if key in ("max_send_kbps", "max_recv_kbps"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{key} must be a whole number of KiB/s, 0 for unlimited, got {value!r}")
+        if 0 < value < MIN_LIMIT_KIBPS:
+            raise ConfigError(
+                f"{key} must be 0 (unlimited) or at least {MIN_LIMIT_KIBPS} KiB/s, got {value}: "
+                "below that a peer cuts off a 4 MiB chunk as stalled"
+            )
         return value
     if key == "log_format":
         if value not in LOG_FORMATS:

@@ -30,9 +30,9 @@ def test_new_keys_from_file_environment_and_flags(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("web_addr: '0.0.0.0:4000'\nweb_token: s3cret\nmax_send_kbps: 2000\nlog_format: json\n")
     env = {"CANSYNC_MAX_RECV_KBPS": "8000", "CANSYNC_WEB_TOKEN": "from-env"}
-    config = load_config(path, overrides={"max_send_kbps": 100}, environ=env)
+    config = load_config(path, overrides={"max_send_kbps": 300}, environ=env)
     assert (config.web_addr, config.web_token) == ("0.0.0.0:4000", "from-env")
-    assert (config.max_send_kbps, config.max_recv_kbps, config.log_format) == (100, 8000, "json")
+    assert (config.max_send_kbps, config.max_recv_kbps, config.log_format) == (300, 8000, "json")
     assert "s3cret" not in repr(config) and "from-env" not in repr(config)
     off = load_config(path, environ={"CANSYNC_WEB_ADDR": "''"})
     assert off.web_addr == "" and not off.web_enabled
@@ -43,6 +43,7 @@ def test_new_keys_from_file_environment_and_flags(tmp_path: Path) -> None:
     [
         ({"max_send_kbps": -1}, "max_send_kbps must be a whole number of KiB/s"),
         ({"max_recv_kbps": 1.5}, "max_recv_kbps must be a whole number"),
+        ({"max_send_kbps": 100}, "max_send_kbps must be 0 (unlimited) or at least 256 KiB/s"),
         ({"log_format": "xml"}, "log_format must be text or json"),
         ({"web_addr": "3290"}, "web_addr must look like 127.0.0.1:3290"),
         ({"web_token": ""}, "web_token must be a non-empty string"),
