@@ -194,8 +194,12 @@ def _split_host_port(addr: str) -> tuple[str | None, int | None]:
 def is_loopback_addr(addr: str) -> bool:
     """True when host:port listens only on this machine (127.0.0.0/8, ::1, localhost)."""
     host, _port = _split_host_port(addr)
-    if host is None:
-        return False
+    return host is not None and is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback IPs (a bare host, IPv6 with or without brackets)."""
+    host = host.removeprefix("[").removesuffix("]")
     if host == "localhost":
         return True
     try:
