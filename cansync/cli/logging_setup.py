@@ -8,7 +8,8 @@ level, logger, message, and the exception text when there is one) for log shippe
 
 Two helpers for callers that log errors:
 - `one_line_error(exc)` turns a multi-line error chain from the iroh bindings (Rust source paths,
-  "Caused by:" blocks, debug structs) into one short line.
+  "Caused by:" blocks, debug structs) into one short line (it lives in cansync.net.error_text, so the
+  transport below can use it too).
 - `OutageLog` says a repeated problem once per outage (and again at most every few minutes while it
   lasts), then once when it is over.
 """
@@ -17,13 +18,24 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
+
+from cansync.net.error_text import ERROR_LINE_LIMIT, one_line_error
+
+__all__ = [
+    "ERROR_LINE_LIMIT",
+    "LOG_FORMATS",
+    "JsonLineFormatter",
+    "OutageLog",
+    "QUIET_LOGGERS",
+    "configure_logging",
+    "one_line_error",
+]
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -81,56 +93,6 @@ def configure_logging(
         logging.getLogger(name).setLevel(logging.NOTSET if numeric <= logging.DEBUG else logging.WARNING)
     logging.captureWarnings(True)
     return handler
-
-
-# --- one line from an iroh error chain -----------------------------------------------------------------
-
-_SOURCE_PATH = re.compile(r"\s*\((?:[^()]*?/)?[^()/]+\.rs:\d+(?::\d+)?\)")  # " (/x/y/endpoint.rs:1076:20)"
-_BARE_LOCATION = re.compile(r"^(?:at\s+)?\S*\.rs:\d+(?::\d+)?$")  # a line that is only a source location
-_ENUMERATED = re.compile(r"^\d+:\s*")  # anyhow's "0: " before each cause
-_TYPE_LABEL = re.compile(r"^[A-Za-z_][\w]*(?:::[A-Za-z_]\w*)+$")  # ConnectError::Connecting: a variant, no words
-_DEBUG_REASON = re.compile(r'reason:\s*"((?:[^"\\]|\\.)*)"')  # TransportError(Error { ..., reason: "..." })
-_SECTION_ENDS = ("Location:", "Stack backtrace:", "Backtrace:")
-ERROR_LINE_LIMIT = 200
-
-
-def one_line_error(error: BaseException | str, limit: int = ERROR_LINE_LIMIT) -> str:
-    """A short single line for an error whose text is a Rust error chain (or any multi-line text).
-
-    Source paths, "Caused by:" headers, backtraces and bare variant names are dropped; the remaining
-    messages are joined with ": ", outermost first, and cut at `limit` characters.
-    """
-    text = _error_text(error)
-    reason = _DEBUG_REASON.search(text)
-    if reason is not None and "\n" not in text:
-        text = reason.group(1).replace('\\"', '"')
-    parts: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith(_SECTION_ENDS):
-            break  # what follows is where in Rust it happened, never what happened
-        line = _ENUMERATED.sub("", _SOURCE_PATH.sub("", line)).strip().rstrip(":").strip()
-        if not line or line == "Caused by" or _BARE_LOCATION.match(line):
-            continue
-        if line not in parts:
-            parts.append(line)
-    worded = [p for p in parts if not _TYPE_LABEL.match(p)]
-    short = ": ".join(worded or parts) or type(error).__name__
-    return short if len(short) <= limit else short[: limit - 1] + "…"
-
-
-def _error_text(error: BaseException | str) -> str:
-    if isinstance(error, str):
-        return error
-    message = getattr(error, "message", None)  # iroh.IrohError keeps its text behind message()
-    if callable(message):
-        try:
-            text = message()
-        except Exception:  # noqa: BLE001 - a broken message() must not hide the error being reported
-            text = None
-        if isinstance(text, str) and text:
-            return text
-    return str(error) or type(error).__name__
 
 
 # --- say it once ------------------------------------------------------------------------------------------

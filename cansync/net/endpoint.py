@@ -18,6 +18,7 @@ from iroh.iroh_ffi import uniffi_set_event_loop
 from cansync.net import fastwrite
 from cansync.net.address import EndpointAddress
 from cansync.net.bandwidth import BandwidthLimiter
+from cansync.net.error_text import one_line_error
 from cansync.net.errors import BindFailed, ConnectFailed, PeerTimeout, StreamClosed
 from cansync.net.streams import FramedStream, FrameReader, FrameWriter, TrafficCounter
 from cansync.wire.frames import DEFAULT_LIMITS, FrameLimits
@@ -86,7 +87,7 @@ class PeerConnection:
         except TimeoutError:
             raise PeerTimeout(f"peer {self.remote_id_hex[:10]}: {what} took over {timeout:g} s") from None
         except iroh.IrohError as exc:
-            raise StreamClosed(f"peer {self.remote_id_hex[:10]}: {what} failed: {exc.message()}") from exc
+            raise StreamClosed(f"peer {self.remote_id_hex[:10]}: {what} failed: {one_line_error(exc)}") from exc
 
     async def open_control(self, timeout: float = 10.0) -> FramedStream:
         """Open the control bi-stream (the peer sees it once we write the first frame)."""
@@ -175,7 +176,7 @@ class PeerEndpoint:
         except TimeoutError:
             raise ConnectFailed(f"connecting to {where} timed out after {timeout:g} s") from None
         except iroh.IrohError as exc:
-            raise ConnectFailed(f"connecting to {where} failed: {exc.message()}") from exc
+            raise ConnectFailed(f"connecting to {where} failed: {one_line_error(exc)}") from exc
         peer = self._peer_connection(conn)
         if peer.remote_id_hex != address.endpoint_id:  # iroh checks this in TLS; belt and braces
             peer.close("wrong identity")
@@ -202,7 +203,7 @@ class PeerEndpoint:
                 try:
                     incoming = await self._ep.accept_next()
                 except iroh.IrohError as exc:
-                    log.warning("accepting connections stopped: %s", exc.message())
+                    log.warning("accepting connections stopped: %s", one_line_error(exc))
                     break
                 if incoming is None:
                     break
@@ -225,7 +226,8 @@ class PeerEndpoint:
             log.info("an incoming connection did not finish its handshake in %g s", INCOMING_HANDSHAKE_TIMEOUT)
             return
         except iroh.IrohError as exc:
-            log.info("an incoming connection failed during its handshake: %s", exc.message())
+            log.info("an incoming connection failed during its handshake: %s", one_line_error(exc))
+            log.debug("the handshake's full error chain: %s", exc.message())
             return
         if conn.alpn() != ALPN:
             conn.close(1, b"wrong protocol")
@@ -276,7 +278,7 @@ async def open_endpoint(
     try:
         preset, relay_mode = _relay_options(relays)
     except iroh.IrohError as exc:
-        raise BindFailed(f"relays {list(relays or [])} are not usable relay URLs: {exc.message()}") from exc
+        raise BindFailed(f"relays {list(relays or [])} are not usable relay URLs: {one_line_error(exc)}") from exc
     options = iroh.EndpointOptions(
         preset=preset,
         bind_addr=bind_addr,
@@ -287,7 +289,7 @@ async def open_endpoint(
     try:
         endpoint = await iroh.Endpoint.bind(options)
     except iroh.IrohError as exc:
-        raise BindFailed(f"cannot bind the iroh endpoint to {bind_addr}: {exc.message()}") from exc
+        raise BindFailed(f"cannot bind the iroh endpoint to {bind_addr}: {one_line_error(exc)}") from exc
     peer_endpoint = PeerEndpoint(endpoint, limits=limits, send_limiter=send_limiter, recv_limiter=recv_limiter)
     peer_endpoint._start_accepting()
     return peer_endpoint

@@ -20,6 +20,7 @@ import iroh
 from google.protobuf.message import Message
 
 from cansync.net.bandwidth import BandwidthLimiter
+from cansync.net.error_text import one_line_error
 from cansync.net.errors import PeerTimeout, StreamClosed
 from cansync.wire.frames import (
     DEFAULT_LIMITS,
@@ -95,7 +96,7 @@ class FrameReader:
             self._broken = PeerTimeout(f"{self.label}: nothing arrived for {timeout:g} s while {what}")
             raise self._broken from None
         except iroh.IrohError as exc:
-            self._broken = StreamClosed(f"{self.label}: stream ended while {what}: {exc.message()}")
+            self._broken = StreamClosed(f"{self.label}: stream ended while {what}: {one_line_error(exc)}")
             raise self._broken from exc
 
     async def read_frame(self, timeout: float | None = None) -> tuple[FrameType, bytes] | None:
@@ -222,7 +223,7 @@ class FrameWriter:
             await self.reset(STOP_TIMEOUT)
             raise self._broken from None
         except iroh.IrohError as exc:
-            self._broken = StreamClosed(f"{self.label}: cannot send ({what}): {exc.message()}")
+            self._broken = StreamClosed(f"{self.label}: cannot send ({what}): {one_line_error(exc)}")
             raise self._broken from exc
 
     async def write_frame(self, ftype: FrameType, payload: bytes, timeout: float | None = None) -> None:
@@ -276,7 +277,7 @@ class FrameWriter:
         except TimeoutError:
             raise PeerTimeout(f"{self.label}: finishing the stream took over {self.timeout:g} s") from None
         except iroh.IrohError as exc:
-            raise StreamClosed(f"{self.label}: cannot finish the stream: {exc.message()}") from exc
+            raise StreamClosed(f"{self.label}: cannot finish the stream: {one_line_error(exc)}") from exc
 
     async def reset(self, code: int = STOP_CANCELLED) -> None:
         """Abandon the stream: unsent data is dropped and the peer's reader fails."""
