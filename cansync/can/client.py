@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError, Message
 from httpx_sse import SSEError, aconnect_sse
 
 from cansync.can.byte_stream import ByteStream
-from cansync.can.errors import CanServiceError, CanServiceUnavailable
+from cansync.can.errors import CanServiceAuthError, CanServiceError, CanServiceUnavailable
 from cansync.can.events import META_CHANGED, NEW_ASSET, StoreEvent
 from cansync.can.pull import PulledAsset, decode_pull_records, read_pulled_assets
 from cansync.wire.pb import can_sync_pb2
@@ -41,6 +41,7 @@ _NOT_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures mid-exchange: worth a retry only when the request can be sent again unchanged.
 _CUT_OFF = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteTimeout)
 _RETRY_STATUSES = frozenset({502, 503, 504})
+_AUTH_STATUSES = frozenset({401, 403})  # the key is missing or wrong: a person must fix the config
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
@@ -86,6 +87,8 @@ class CanClient:
             message = str(json.loads(body)["error"])
         except (ValueError, KeyError, TypeError):
             message = body[:200].decode(errors="replace") or response.reason_phrase
+        if response.status_code in _AUTH_STATUSES:
+            return CanServiceAuthError(self.base_url, route, message, response.status_code)
         return self._error(route, message, response.status_code)
 
     async def _with_retries(self, route: str, replayable: bool, attempt: Callable[[], Awaitable[T]]) -> T:

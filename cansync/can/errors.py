@@ -17,3 +17,17 @@ class CanServiceError(Exception):
 
 class CanServiceUnavailable(CanServiceError):
     """The store could not be reached, even after retrying for a while."""
+
+
+class CanServiceAuthError(CanServiceError):
+    """The store refused our sync key (HTTP 401/403). Permanent: only a person can fix the key, so
+    callers stop or back off instead of retrying."""
+
+    def __init__(self, base_url: str, route: str, message: str, status: int | None = None) -> None:
+        super().__init__(
+            base_url,
+            route,
+            f"{message}: set sync_api_key (CANSYNC_SYNC_API_KEY or --sync-api-key) to the store's sync_api_key "
+            "from its config.yaml",
+            status,
+        )

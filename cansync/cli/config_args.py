@@ -18,6 +18,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ticket-file", dest="ticket_file", help="write this node's address here")
     parser.add_argument("--connect-ticket-file", dest="connect_ticket_file", help="dial the peer in this file")
     parser.add_argument("--store-port", dest="store_port", type=int, help="port of the embedded store")
+    parser.add_argument("--web-addr", dest="web_addr", help="web_addr of the dashboard (host:port; '' turns it off)")
+    parser.add_argument("--web-token", dest="web_token", help="web_token the dashboard and its API require")
+    parser.add_argument("--max-send-kbps", dest="max_send_kbps", type=int, help="max_send_kbps (KiB/s; 0 = unlimited)")
+    parser.add_argument("--max-recv-kbps", dest="max_recv_kbps", type=int, help="max_recv_kbps (KiB/s; 0 = unlimited)")
+    parser.add_argument("--log-format", dest="log_format", choices=["text", "json"], help="log_format: text or json")
 
 
 OVERRIDE_KEYS = (
@@ -29,6 +34,11 @@ OVERRIDE_KEYS = (
     "ticket_file",
     "connect_ticket_file",
     "store_port",
+    "web_addr",
+    "web_token",
+    "max_send_kbps",
+    "max_recv_kbps",
+    "log_format",
 )
 
 

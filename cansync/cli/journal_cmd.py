@@ -134,8 +134,10 @@ async def _inspect(journal: Journal, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COLUMNS = ("SEQ", "TIME (UTC)", "KIND", "PEER", "HASH", "DIR", "SIZE", "VERIFIED", "DETAILS")
-_FORMAT = "{:>8}  {:<24}  {:<21}  {:<12}  {:<12}  {:<3}  {:>10}  {:<8}  {}\n"
+# OUTCOME: "sent" for what we sent (the receiver verifies it, not us), "verified" / "NOT VERIFIED" for
+# what we received
+_COLUMNS = ("SEQ", "TIME (UTC)", "KIND", "PEER", "HASH", "DIR", "SIZE", "OUTCOME", "DETAILS")
+_FORMAT = "{:>8}  {:<24}  {:<21}  {:<12}  {:<12}  {:<3}  {:>10}  {:<12}  {}\n"
 
 
 def _write_header(out: TextIO) -> None:
@@ -153,7 +155,7 @@ def _write_row(out: TextIO, row: InspectRow) -> None:
             (row.hash or "-")[:_ID_WIDTH],
             row.direction or "-",
             "-" if row.size is None else row.size,
-            "-" if row.verified is None else ("yes" if row.verified else "NO"),
+            row.outcome or "-",
             _summarise(details),
         )
     )

@@ -1,6 +1,9 @@
-"""`cansync status`: peers, what is in flight (with progress), what is owed each way, last sync per peer.
+"""`cansync status`: a summary of the agent: peers, what is in flight, what is owed, rates.
 
-Everything shown is derived from the journal, so it works whether or not the agent is running.
+When the agent runs, its dashboard API answers (`GET /api/status` on web_addr, with web_token if one is
+set): that is one local HTTP request, however long the journal. Otherwise the status is folded from
+the journal's newest snapshot plus the events after it. Either way the output is a summary: counts,
+the few largest transfers in flight, one line per peer, never one line per queued transfer.
 """
 
 from __future__ import annotations
@@ -9,45 +12,109 @@ import argparse
 import asyncio
 import json
 import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cansync.cli.config_args import add_config_arguments, config_from_args
+from cansync.config import Config
+
+API_TIMEOUT = 2.0  # a local request: an agent that takes longer is stuck, and the journal still answers
+LARGEST_SHOWN = 5
+PEERS_SHOWN = 20
+ERRORS_SHOWN = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("status", help="peers, in-flight transfers, what is owed each way")
     add_config_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON (the /api/status schema)")
     parser.set_defaults(func=status)
 
 
 def status(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    if not config.journal_path.exists():
-        print(
-            f"cansync status: no journal at {config.journal_path} (has the agent run with this data_dir?)",
-            file=sys.stderr,
-        )
-        return 1
-    summary = asyncio.run(_summary(config.journal_path))
+    summary, source = ask_running_agent(config)
+    if summary is None:
+        if not config.journal_path.exists():
+            print(
+                f"cansync status: the agent is not running ({source}) and there is no journal at "
+                f"{config.journal_path} (has the agent run with this data_dir?)",
+                file=sys.stderr,
+            )
+            return 1
+        summary = asyncio.run(_from_journal(config))
+        source = f"agent not running ({source}): from the journal {config.journal_path}"
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({"source": source, **summary}, indent=2))
     else:
-        print(render(summary))
+        print(render(summary, source))
     return 0
 
 
-async def _summary(path: Any) -> dict[str, Any]:
+# -- where the status comes from -------------------------------------------------------------------
+
+
+def api_url(web_addr: str) -> str:
+    """The URL to reach a dashboard listening on web_addr (a wildcard address is reached on loopback)."""
+    host, _sep, port = web_addr.rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}/api/status"
+
+
+def ask_running_agent(config: Config) -> tuple[dict[str, Any] | None, str]:
+    """(status, where it came from) from the running agent's API, or (None, why not)."""
+    if not config.web_enabled:
+        return None, "web_addr is off, so it cannot be asked"
+    url = api_url(config.web_addr)
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if config.web_token:
+        request.add_header("Authorization", f"Bearer {config.web_token}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    try:
+        with opener.open(request, timeout=API_TIMEOUT) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        why = "it refused our web_token" if exc.code in (401, 403) else f"it answered HTTP {exc.code}"
+        return None, f"{url}: {why}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"nothing answers at {url}: {reason}"
+    if not isinstance(answer, dict) or "peers" not in answer:
+        return None, f"{url} did not answer with a cansync status"
+    ours = _our_endpoint_id(config.data_dir)
+    if ours is not None and answer.get("endpoint_id") not in (ours, None, ""):
+        return None, f"the agent at {url} is another one ({str(answer.get('endpoint_id'))[:10]}), not this data_dir's"
+    return answer, f"the running agent at {url.removesuffix('/api/status')}"
+
+
+def _our_endpoint_id(data_dir: Path) -> str | None:
+    """This data_dir's endpoint id, from the ticket.json the agent writes at start (None if unknown)."""
+    try:
+        ticket = json.loads((data_dir / "ticket.json").read_text())
+    except (OSError, ValueError):
+        return None
+    endpoint_id = ticket.get("id") if isinstance(ticket, dict) else None
+    return endpoint_id if isinstance(endpoint_id, str) else None
+
+
+async def _from_journal(config: Config) -> dict[str, Any]:
     from cansync.journal.recorder import Journal
     from cansync.journal.replay import rebuild_state
+    from cansync.web.state_status import status_from_state
 
-    journal = await Journal.open(path)
+    journal = await Journal.open(config.journal_path)
     try:
         state, _ = await rebuild_state(journal)
     finally:
         await journal.close()
-    return state.describe()
+    store_url = config.can_service_url or f"http://127.0.0.1:{config.store_port}"
+    return status_from_state(state, endpoint_id=_our_endpoint_id(config.data_dir) or "", store_url=store_url)
+
+
+# -- the summary -----------------------------------------------------------------------------------
 
 
 def _when(ms: int) -> str:
@@ -56,23 +123,72 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def render(summary: dict[str, Any]) -> str:
-    lines = [f"local assets: {summary['local_assets']}   journal events: {summary['last_seq']}"]
-    peers = summary["peers"]
-    if not peers:
-        lines.append("no peers yet")
-    for peer, info in peers.items():
-        lines.append("")
-        lines.append(f"peer {peer[:16]}  {info['link']}  found via {', '.join(info['found_via']) or '-'}")
-        if info["reject_reason"]:
-            lines.append(f"  rejected: {info['reject_reason']}")
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    value, units = float(n), ("B", "KiB", "MiB", "GiB", "TiB")
+    unit = 0
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    return f"{value:.0f} {units[unit]}" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
+def render(summary: dict[str, Any], source: str) -> str:
+    """The status as a few lines: counts first, then peers, the largest transfers, errors."""
+    store = summary.get("store") or {}
+    totals = summary.get("totals") or {}
+    rates = summary.get("rates") or {}
+    peers = summary.get("peers") or []
+    transfers = summary.get("transfers") or []
+    failures = summary.get("failures") or {}
+    endpoint = str(summary.get("endpoint_id") or "")
+    lines = [f"agent {endpoint[:12] or '?'}: {source}"]
+    if "running agent" in source:
+        reachable = "answers" if store.get("reachable") else "DOES NOT ANSWER"
         lines.append(
-            f"  we owe it {info['owed']}, it owes us {info['wanted']}; received {info['received_from']} from it; "
-            f"last sync {_when(info['last_sync_ms'])}"
+            f"store {store.get('url', '?')} {reachable}; sessions {summary.get('sessions', 0)}; "
+            f"in {_bytes(rates.get('bytes_in_per_s', 0))}/s, out {_bytes(rates.get('bytes_out_per_s', 0))}/s"
         )
-        for move in info["in_flight"]:
-            size = move["size"]
-            progress = f"{100 * move['offset'] / size:5.1f}%" if size else "  ?  "
-            arrow = "<-" if move["direction"] == "in" else "->"
-            lines.append(f"  {arrow} {move['hash'][:16]} {move['status']:<12} {progress} of {size or '?'} bytes")
+    events = (summary.get("journal") or {}).get("events", 0)
+    lines.append(f"local assets {totals.get('local_assets', 0)}; journal events {events}")
+    links: dict[str, int] = {}
+    for peer in peers:
+        links[str(peer.get("link"))] = links.get(str(peer.get("link")), 0) + 1
+    paused = sum(1 for p in peers if p.get("paused"))
+    counts = ", ".join(f"{n} {link}" for link, n in sorted(links.items()))
+    lines.append(f"peers {len(peers)}" + (f" ({counts}{f', {paused} paused' if paused else ''})" if peers else ""))
+    for peer in peers[:PEERS_SHOWN]:
+        via = ",".join(peer.get("found_via") or []) or "-"
+        state = str(peer.get("link")) + (" paused" if peer.get("paused") else "")
+        lines.append(
+            f"  {str(peer.get('id'))[:12]}  {state:<15} via {via:<9} last sync {_when(peer.get('last_sync_ms', 0))}  "
+            f"in {_bytes(peer.get('bytes_in'))} ({peer.get('assets_in', 0)})  "
+            f"out {_bytes(peer.get('bytes_out'))} ({peer.get('assets_out', 0)})  "
+            f"we owe {peer.get('owed', 0)}, it owes {peer.get('wanted', 0)}"
+        )
+    if len(peers) > PEERS_SHOWN:
+        lines.append(f"  ... and {len(peers) - PEERS_SHOWN} more (--json lists them all)")
+    incoming = sum(1 for t in transfers if t.get("direction") == "in")
+    lines.append(f"in flight {len(transfers)} ({incoming} in, {len(transfers) - incoming} out)")
+    largest = sorted(transfers, key=lambda t: t.get("size") or 0, reverse=True)[:LARGEST_SHOWN]
+    for move in largest:
+        size = move.get("size")
+        progress = f"{100 * (move.get('offset') or 0) / size:5.1f}%" if size else "    ?"
+        arrow, whom = ("<-", "from") if move.get("direction") == "in" else ("->", "to")
+        lines.append(
+            f"  {arrow} {str(move.get('hash'))[:12]} {whom} {str(move.get('peer'))[:12]}  "
+            f"{str(move.get('status')):<12} {progress} of {_bytes(size)}"
+        )
+    if len(transfers) > len(largest):
+        lines.append(f"  ... the {len(largest)} largest of {len(transfers)} shown")
+    lines.append(
+        f"owed: we owe peers {totals.get('owed', 0)}, peers owe us {totals.get('wanted', 0)}; "
+        f"being stored {totals.get('storing', 0)}"
+    )
+    if any(failures.values()):
+        lines.append("failures: " + ", ".join(f"{fault} {n}" for fault, n in sorted(failures.items())))
+    errors = summary.get("errors") or []
+    for error in errors[-ERRORS_SHOWN:]:
+        lines.append(f"error {_when(error.get('time_ms', 0))}: {error.get('message', '')}")
     return "\n".join(lines)

@@ -14,12 +14,9 @@ from pathlib import Path
 
 from cansync.cli.config_args import add_config_arguments, config_from_args
 from cansync.config import Config
-from cansync.net.tickets import (
-    TicketError,
-    address_to_json,
-    address_to_ticket_string,
-    read_ticket_file,
-)
+
+# cansync.net.tickets (the iroh bindings) is imported inside run(): every `cansync` command builds this
+# parser, and none but `cansync ticket` should pay for loading the bindings.
 
 DEFAULT_TICKET_NAME = "ticket.json"
 
@@ -45,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from cansync.net.tickets import TicketError, address_to_json, address_to_ticket_string, read_ticket_file
+
     config = config_from_args(args)
     path = ticket_path(config)
     if not path.exists():

@@ -182,7 +182,7 @@ class Rendezvous:
         self._reasserted: set[tuple[int, str]] = set()
         self._logged_once: set[tuple[object, ...]] = set()
         self._relay_trouble: dict[str, str] = {}
-        self._told_slotless = False
+        self._told_slotless: str | None = None  # why we hold no slot, as last logged (said once per reason)
 
     @property
     def slots(self) -> list[SlotKey]:
@@ -387,19 +387,35 @@ class Rendezvous:
                     log.info("rendezvous: claiming slot %d (pk:%s)", choice, self._slots[choice].z32)
                 self.claimed_slot = choice
                 self._reasserted.clear()
-                self._told_slotless = False
+                self._told_slotless = None
                 return choice
             excluded.add(choice)
         self.claimed_slot = None
         self._reasserted.clear()
-        if not self._told_slotless:
-            self._told_slotless = True
-            log.info(
-                "rendezvous: no free slot (all %d hold live peers or cannot be read); "
-                "discovering without one and retrying on each scan",
-                NUM_SLOTS,
-            )
+        why = self._why_slotless()
+        if self._told_slotless != why:
+            self._told_slotless = why
+            if why.startswith("no pkarr relay"):
+                log.warning("rendezvous: %s; holding no slot and retrying on each scan", why)
+            else:
+                log.info("rendezvous: %s; discovering without one and retrying on each scan", why)
         return None
+
+    def _why_slotless(self) -> str:
+        """Say what kept us from a slot: relays that cannot be read are not slots full of live peers."""
+        states = [o.state for o in self._latest.values()]
+        unread = states.count(SlotState.UNKNOWN)
+        if len(states) < NUM_SLOTS or unread == NUM_SLOTS:
+            relays = ", ".join(
+                f"{relay} ({self._relay_trouble[relay]})" if relay in self._relay_trouble else relay
+                for relay in self._client.relays
+            )
+            return (
+                f"no pkarr relay answered: none of the {NUM_SLOTS} slots could be read (relays unreachable: {relays})"
+            )
+        if unread == 0:
+            return f"no free slot: all {NUM_SLOTS} slots hold live peers"
+        return f"no free slot: {NUM_SLOTS - unread} slots hold live peers and {unread} could not be read"
 
     # -- logging ----------------------------------------------------------------------------------------
 

@@ -20,7 +20,11 @@ class AmbiguousPrefix(JournalError):
 
 @dataclass(frozen=True, slots=True)
 class InspectRow:
-    """One event as the audit shows it. direction/size/verified are set for transfer outcomes."""
+    """One event as the audit shows it. direction/size/verified are set for transfer outcomes.
+
+    `verified` speaks only of incoming assets (we re-hashed what arrived); an outgoing transfer is
+    never verified by us, so it has None there and reads "sent" in `outcome`.
+    """
 
     seq: int
     time_ms: int
@@ -36,8 +40,21 @@ class InspectRow:
     def time_iso(self) -> str:
         return format_time(self.time_ms)
 
+    @property
+    def outcome(self) -> str | None:
+        """ "sent" for an outgoing completion, "verified" / "NOT VERIFIED" for an incoming one, else None."""
+        return transfer_outcome(self.kind, self.direction, self.verified)
+
     def to_json(self) -> dict[str, Any]:
-        return {"time": self.time_iso, **asdict(self)}
+        return {"time": self.time_iso, "outcome": self.outcome, **asdict(self)}
+
+
+def transfer_outcome(kind: str, direction: str | None, verified: bool | None) -> str | None:
+    if kind not in _TRANSFER_OUTCOMES:
+        return None
+    if direction == "out":
+        return "sent"
+    return "verified" if verified else "NOT VERIFIED"
 
 
 def format_time(time_ms: int) -> str:
@@ -78,7 +95,8 @@ async def _row(journal: Journal, event: Event) -> InspectRow:
     direction = size = verified = None
     if event.kind in _TRANSFER_OUTCOMES:
         if event.kind is EventKind.TRANSFER_COMPLETED:
-            direction, verified = data.get("direction"), bool(data.get("verified", False))
+            direction = data.get("direction")
+            verified = bool(data.get("verified", False)) if direction == "in" else None
             size = _int_or_none(data.get("size"))
         else:
             # the received-from-peer mark: the asset came in from the peer and was verified into our store

@@ -367,6 +367,50 @@ class Journal:
         async with self._engine.connect() as conn:
             return [value for (value,) in await conn.execute(stmt)]
 
+    async def latest_matching(
+        self,
+        *,
+        hash_prefix: str | None = None,
+        peer_prefix: str | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """The newest `limit` events matching every filter given, newest first (the dashboard's audit).
+
+        Prefixes are lower-case hex (ids and digests are); a full 64-character one matches exactly.
+        A prefix is a range on the (hash, seq) / (peer, seq) index: `hash >= p AND hash < p + 'g'`.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        where: list[str] = []
+        params: list[Any] = []
+        for column, prefix in (("hash", hash_prefix), ("peer", peer_prefix)):
+            if prefix is None:
+                continue
+            if not all(c in "0123456789abcdef" for c in prefix):
+                raise ValueError(f"{column} prefix must be lower-case hex, got {prefix!r}")
+            if len(prefix) == 64:
+                where.append(f"{column} = ?")
+                params.append(prefix)
+            elif prefix:
+                where.append(f"{column} >= ? AND {column} < ?")
+                params += [prefix, prefix + "g"]  # 'g' sorts after every hex digit
+            else:
+                where.append(f"{column} IS NOT NULL")
+        if kinds is not None:
+            kind_texts = [str(k) for k in kinds]
+            where.append(f"kind IN ({', '.join('?' for _ in kind_texts)})" if kind_texts else "0")
+            params += kind_texts
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM {schema.events.name} "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY seq DESC LIMIT ?"
+        )
+        try:
+            rows = await self._fetch_rows(sql, (*params, limit))
+        except (sqlite3.Error, SQLAlchemyError) as exc:
+            raise JournalError(f"{self.path}: cannot search the events: {exc}") from exc
+        return [self._decode(row) for row in rows]
+
     # -- snapshots -----------------------------------------------------------------------------
 
     async def save_snapshot(self, seq: int, state: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ from iroh.iroh_ffi import uniffi_set_event_loop
 
 from cansync.net import fastwrite
 from cansync.net.address import EndpointAddress
+from cansync.net.bandwidth import BandwidthLimiter
+from cansync.net.error_text import one_line_error
 from cansync.net.errors import BindFailed, ConnectFailed, PeerTimeout, StreamClosed
 from cansync.net.streams import FramedStream, FrameReader, FrameWriter, TrafficCounter
 from cansync.wire.frames import DEFAULT_LIMITS, FrameLimits
@@ -44,10 +46,20 @@ def _register_loop() -> None:
 class PeerConnection:
     """One authenticated-or-not QUIC connection to a peer, speaking ALPN cansync/2."""
 
-    def __init__(self, conn: iroh.Connection, *, limits: FrameLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        conn: iroh.Connection,
+        *,
+        limits: FrameLimits = DEFAULT_LIMITS,
+        send_limiter: BandwidthLimiter | None = None,
+        recv_limiter: BandwidthLimiter | None = None,
+    ) -> None:
         self._conn = conn
         self.remote_id_hex = str(conn.remote_id())
         self.limits = limits
+        # the agent's limiters, shared with every other connection: the limit is per agent, not per peer
+        self.send_limiter = send_limiter
+        self.recv_limiter = recv_limiter
         self.traffic = TrafficCounter()
         self._streams_opened = 0
 
@@ -64,10 +76,10 @@ class PeerConnection:
         return f"peer {self.remote_id_hex[:10]} {kind} stream #{self._streams_opened}"
 
     def _reader(self, recv: iroh.RecvStream, label: str) -> FrameReader:
-        return FrameReader(recv, label=label, counter=self.traffic, limits=self.limits)
+        return FrameReader(recv, label=label, counter=self.traffic, limits=self.limits, limiter=self.recv_limiter)
 
     def _writer(self, send: iroh.SendStream, label: str) -> FrameWriter:
-        return FrameWriter(send, label=label, counter=self.traffic, limits=self.limits)
+        return FrameWriter(send, label=label, counter=self.traffic, limits=self.limits, limiter=self.send_limiter)
 
     async def _await(self, call: object, timeout: float | None, what: str) -> object:
         try:
@@ -75,7 +87,7 @@ class PeerConnection:
         except TimeoutError:
             raise PeerTimeout(f"peer {self.remote_id_hex[:10]}: {what} took over {timeout:g} s") from None
         except iroh.IrohError as exc:
-            raise StreamClosed(f"peer {self.remote_id_hex[:10]}: {what} failed: {exc.message()}") from exc
+            raise StreamClosed(f"peer {self.remote_id_hex[:10]}: {what} failed: {one_line_error(exc)}") from exc
 
     async def open_control(self, timeout: float = 10.0) -> FramedStream:
         """Open the control bi-stream (the peer sees it once we write the first frame)."""
@@ -129,9 +141,18 @@ class PeerConnection:
 class PeerEndpoint:
     """Our iroh endpoint. Make one with `open_endpoint`."""
 
-    def __init__(self, endpoint: iroh.Endpoint, *, limits: FrameLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        endpoint: iroh.Endpoint,
+        *,
+        limits: FrameLimits = DEFAULT_LIMITS,
+        send_limiter: BandwidthLimiter | None = None,
+        recv_limiter: BandwidthLimiter | None = None,
+    ) -> None:
         self._ep = endpoint
         self.limits = limits
+        self.send_limiter = send_limiter
+        self.recv_limiter = recv_limiter
         self._incoming: asyncio.Queue[PeerConnection | None] = asyncio.Queue()
         self._accept_task: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -155,8 +176,8 @@ class PeerEndpoint:
         except TimeoutError:
             raise ConnectFailed(f"connecting to {where} timed out after {timeout:g} s") from None
         except iroh.IrohError as exc:
-            raise ConnectFailed(f"connecting to {where} failed: {exc.message()}") from exc
-        peer = PeerConnection(conn, limits=self.limits)
+            raise ConnectFailed(f"connecting to {where} failed: {one_line_error(exc)}") from exc
+        peer = self._peer_connection(conn)
         if peer.remote_id_hex != address.endpoint_id:  # iroh checks this in TLS; belt and braces
             peer.close("wrong identity")
             raise ConnectFailed(f"{where} answered as {peer.remote_id_hex}")
@@ -182,7 +203,7 @@ class PeerEndpoint:
                 try:
                     incoming = await self._ep.accept_next()
                 except iroh.IrohError as exc:
-                    log.warning("accepting connections stopped: %s", exc.message())
+                    log.warning("accepting connections stopped: %s", one_line_error(exc))
                     break
                 if incoming is None:
                     break
@@ -205,12 +226,16 @@ class PeerEndpoint:
             log.info("an incoming connection did not finish its handshake in %g s", INCOMING_HANDSHAKE_TIMEOUT)
             return
         except iroh.IrohError as exc:
-            log.info("an incoming connection failed during its handshake: %s", exc.message())
+            log.info("an incoming connection failed during its handshake: %s", one_line_error(exc))
+            log.debug("the handshake's full error chain: %s", exc.message())
             return
         if conn.alpn() != ALPN:
             conn.close(1, b"wrong protocol")
             return
-        self._incoming.put_nowait(PeerConnection(conn, limits=self.limits))
+        self._incoming.put_nowait(self._peer_connection(conn))
+
+    def _peer_connection(self, conn: iroh.Connection) -> PeerConnection:
+        return PeerConnection(conn, limits=self.limits, send_limiter=self.send_limiter, recv_limiter=self.recv_limiter)
 
     async def close(self) -> None:
         if self._closed:
@@ -239,8 +264,13 @@ async def open_endpoint(
     relays: Sequence[str] | None,
     alpns: list[bytes] | None = None,
     limits: FrameLimits = DEFAULT_LIMITS,
+    send_limiter: BandwidthLimiter | None = None,
+    recv_limiter: BandwidthLimiter | None = None,
 ) -> PeerEndpoint:
-    """Bind an iroh endpoint. relays: None = iroh's defaults, [] = no relays, else these relay URLs."""
+    """Bind an iroh endpoint. relays: None = iroh's defaults, [] = no relays, else these relay URLs.
+
+    send_limiter / recv_limiter (None = unlimited) hold every stream of every connection to one rate.
+    """
     _register_loop()
     status = fastwrite.install()
     if status not in (fastwrite.FastWriteStatus.INSTALLED, fastwrite.FastWriteStatus.ALREADY_INSTALLED):
@@ -248,7 +278,7 @@ async def open_endpoint(
     try:
         preset, relay_mode = _relay_options(relays)
     except iroh.IrohError as exc:
-        raise BindFailed(f"relays {list(relays or [])} are not usable relay URLs: {exc.message()}") from exc
+        raise BindFailed(f"relays {list(relays or [])} are not usable relay URLs: {one_line_error(exc)}") from exc
     options = iroh.EndpointOptions(
         preset=preset,
         bind_addr=bind_addr,
@@ -259,7 +289,7 @@ async def open_endpoint(
     try:
         endpoint = await iroh.Endpoint.bind(options)
     except iroh.IrohError as exc:
-        raise BindFailed(f"cannot bind the iroh endpoint to {bind_addr}: {exc.message()}") from exc
-    peer_endpoint = PeerEndpoint(endpoint, limits=limits)
+        raise BindFailed(f"cannot bind the iroh endpoint to {bind_addr}: {one_line_error(exc)}") from exc
+    peer_endpoint = PeerEndpoint(endpoint, limits=limits, send_limiter=send_limiter, recv_limiter=recv_limiter)
     peer_endpoint._start_accepting()
     return peer_endpoint

@@ -3,6 +3,10 @@
 A FrameReader checks every header against the caps before it reads the payload; on a bad frame it
 stops the stream (the peer's writes then fail instead of blocking) and raises FrameError. Every wait
 runs under a timeout, because the bindings have none: a stall raises PeerTimeout.
+
+With a BandwidthLimiter (max_send_kbps / max_recv_kbps), a writer waits for the limiter before each
+slice it sends and a reader waits after each slice it reads, in LIMITED_SLICE pieces so the bytes flow
+evenly; the limiter's waits never count against a stall timeout. Without one, nothing changes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 import iroh
 from google.protobuf.message import Message
 
+from cansync.net.bandwidth import BandwidthLimiter
+from cansync.net.error_text import one_line_error
 from cansync.net.errors import PeerTimeout, StreamClosed
 from cansync.wire.frames import (
     DEFAULT_LIMITS,
@@ -37,6 +43,9 @@ DEFAULT_WRITE_TIMEOUT = 60.0
 READ_SLICE = 4 * 1024 * 1024
 # Payloads above this go out in a second write_all instead of being copied behind the header.
 COALESCE_LIMIT = 64 * 1024
+# Under a bandwidth limit, payloads move in slices of this size: a 4 MiB chunk as one burst every few
+# seconds would hold the rate only on average, and starve the other streams meanwhile.
+LIMITED_SLICE = 128 * 1024
 
 # QUIC application error codes we stop or reset streams with.
 STOP_FRAME_ERROR = 1
@@ -67,12 +76,14 @@ class FrameReader:
         counter: TrafficCounter | None = None,
         limits: FrameLimits = DEFAULT_LIMITS,
         timeout: float = DEFAULT_READ_TIMEOUT,
+        limiter: BandwidthLimiter | None = None,
     ) -> None:
         self._recv = recv
         self.label = label  # e.g. "peer 3f2a9c01de transfer stream": used in every error message
         self.counter = counter if counter is not None else TrafficCounter()
         self.limits = limits
         self.timeout = timeout
+        self.limiter = limiter
         self._broken: Exception | None = None
         self.ended = False
 
@@ -85,7 +96,7 @@ class FrameReader:
             self._broken = PeerTimeout(f"{self.label}: nothing arrived for {timeout:g} s while {what}")
             raise self._broken from None
         except iroh.IrohError as exc:
-            self._broken = StreamClosed(f"{self.label}: stream ended while {what}: {exc.message()}")
+            self._broken = StreamClosed(f"{self.label}: stream ended while {what}: {one_line_error(exc)}")
             raise self._broken from exc
 
     async def read_frame(self, timeout: float | None = None) -> tuple[FrameType, bytes] | None:
@@ -108,6 +119,8 @@ class FrameReader:
         except FrameError as exc:
             await self._refuse(exc)
             raise FrameError(f"{self.label}: {exc}") from exc
+        if self.limiter is not None:
+            await self.limiter.consume(HEADER_SIZE)
         payload = await self._read_payload(ftype, length, wait)
         self.counter.bytes_received += HEADER_SIZE + length
         self.counter.frames_received += 1
@@ -119,14 +132,18 @@ class FrameReader:
         if length == 0:
             return b""
         what = f"reading a {ftype.name} payload of {length} bytes"
-        if length <= READ_SLICE:
+        limiter = self.limiter
+        if limiter is None and length <= READ_SLICE:
             return await self._read(length, timeout, what, exact=True)
+        slice_size = READ_SLICE if limiter is None else LIMITED_SLICE
         parts = []
         remaining = length
         while remaining:
-            part = await self._read(min(READ_SLICE, remaining), timeout, what, exact=True)
+            part = await self._read(min(slice_size, remaining), timeout, what, exact=True)
             parts.append(part)
             remaining -= len(part)
+            if limiter is not None:  # not reading meanwhile is what slows the peer (QUIC flow control)
+                await limiter.consume(len(part))
         return b"".join(parts)
 
     async def read_message(self, timeout: float | None = None) -> tuple[FrameType, Message | bytes] | None:
@@ -186,12 +203,14 @@ class FrameWriter:
         counter: TrafficCounter | None = None,
         limits: FrameLimits = DEFAULT_LIMITS,
         timeout: float = DEFAULT_WRITE_TIMEOUT,
+        limiter: BandwidthLimiter | None = None,
     ) -> None:
         self._send = send
         self.label = label
         self.counter = counter if counter is not None else TrafficCounter()
         self.limits = limits
         self.timeout = timeout
+        self.limiter = limiter
         self.finished = False
         self._broken: Exception | None = None
 
@@ -204,7 +223,7 @@ class FrameWriter:
             await self.reset(STOP_TIMEOUT)
             raise self._broken from None
         except iroh.IrohError as exc:
-            self._broken = StreamClosed(f"{self.label}: cannot send ({what}): {exc.message()}")
+            self._broken = StreamClosed(f"{self.label}: cannot send ({what}): {one_line_error(exc)}")
             raise self._broken from exc
 
     async def write_frame(self, ftype: FrameType, payload: bytes, timeout: float | None = None) -> None:
@@ -217,7 +236,9 @@ class FrameWriter:
         length = len(payload)
         header = encode_header(ftype, length, self.limits)
         what = f"sending a {FrameType(ftype).name} frame of {length} bytes"
-        if length <= COALESCE_LIMIT:
+        if self.limiter is not None:
+            await self._write_limited(self.limiter, header, payload, wait, what)
+        elif length <= COALESCE_LIMIT:
             await self._write_all(header + bytes(payload), wait, what)
         else:
             await self._write_all(header, wait, what)
@@ -226,6 +247,19 @@ class FrameWriter:
         self.counter.frames_sent += 1
         if ftype == FrameType.CHUNK:
             self.counter.chunk_bytes_sent += length
+
+    async def _write_limited(
+        self, limiter: BandwidthLimiter, header: bytes, payload: bytes, timeout: float, what: str
+    ) -> None:
+        """Send the frame in LIMITED_SLICE pieces, each once the limiter lets it through."""
+        view = memoryview(payload)
+        first = bytes(view[:LIMITED_SLICE])
+        await limiter.consume(HEADER_SIZE + len(first))
+        await self._write_all(header + first, timeout, what)
+        for start in range(LIMITED_SLICE, len(view), LIMITED_SLICE):
+            piece = bytes(view[start : start + LIMITED_SLICE])
+            await limiter.consume(len(piece))
+            await self._write_all(piece, timeout, what)
 
     async def write_message(self, msg: Message, timeout: float | None = None) -> None:
         await self.write_frame(message_type(msg), msg.SerializeToString(), timeout)
@@ -243,7 +277,7 @@ class FrameWriter:
         except TimeoutError:
             raise PeerTimeout(f"{self.label}: finishing the stream took over {self.timeout:g} s") from None
         except iroh.IrohError as exc:
-            raise StreamClosed(f"{self.label}: cannot finish the stream: {exc.message()}") from exc
+            raise StreamClosed(f"{self.label}: cannot finish the stream: {one_line_error(exc)}") from exc
 
     async def reset(self, code: int = STOP_CANCELLED) -> None:
         """Abandon the stream: unsent data is dropped and the peer's reader fails."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cansync.can import CanClient, CanServiceError, CanServiceUnavailable
+from cansync.can import CanClient, CanServiceAuthError, CanServiceError, CanServiceUnavailable
 from cansync.wire.pb import can_sync_pb2
 from tests.helpers.store_process import TEST_SYNC_KEY as SYNC_KEY
 from tests.helpers.store_process import StoreProcess
@@ -124,7 +124,15 @@ async def test_update_meta_last_writer_wins(store: StoreProcess, client: CanClie
 
 async def test_wrong_key_is_an_error_at_once_not_a_retry(store: StoreProcess) -> None:
     async with CanClient(store.url, SYNC_KEY + "-wrong", retry_for=30.0) as wrong:
-        with pytest.raises(CanServiceError) as caught:
+        with pytest.raises(CanServiceAuthError) as caught:
             await wrong.hashes()
-    assert caught.value.status == 403 and not isinstance(caught.value, CanServiceUnavailable)
-    assert "wrong sync key" in str(caught.value)
+        assert caught.value.status == 403 and not isinstance(caught.value, CanServiceUnavailable)
+        assert "wrong sync key" in str(caught.value)
+        assert "set sync_api_key" in str(caught.value) and "\n" not in str(caught.value)
+        # the live feed is refused the same way, not reconnected forever
+        with pytest.raises(CanServiceAuthError):
+            await anext(aiter(wrong.events()))
+    async with CanClient(store.url, "", retry_for=30.0) as keyless:
+        with pytest.raises(CanServiceAuthError) as missing:
+            await keyless.hashes()
+    assert missing.value.status == 401 and isinstance(missing.value, CanServiceError)

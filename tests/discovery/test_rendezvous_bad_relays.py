@@ -35,6 +35,11 @@ async def test_all_relays_down_logs_once_and_keeps_trying(caplog: pytest.LogCapt
     failing = warnings_matching(caplog, f"pkarr relay {dead} is failing (cannot connect")
     assert len(failing) == 1, caplog.text  # once, not on every one of the ~10 rounds
     assert peer.rendezvous.claimed_slot is None and peer.found == {}
+    # why no slot is held is said once, naming the relay, and never as "the slots are full"
+    slotless = warnings_matching(caplog, "no pkarr relay answered")
+    assert len(slotless) == 1, caplog.text
+    assert f"none of the 8 slots could be read (relays unreachable: {dead} (cannot connect" in slotless[0]
+    assert "hold live peers" not in caplog.text
     # A direct scan answers "nothing known" for every slot instead of raising.
     async with make_peer(new_passphrase(), [dead]).rendezvous as rendezvous:
         assert await rendezvous.scan_once() == dict.fromkeys(range(NUM_SLOTS))

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from cansync.discovery.rendezvous import slot_keys
 from tests.discovery.conftest import NpmRelay
 from tests.discovery.rendezvous_helpers import make_peer, new_passphrase
 from tests.discovery.test_relay_client_policy import closed_port_url
@@ -81,3 +82,23 @@ async def test_relays_and_passphrase_come_from_the_config(npm_relay: NpmRelay, t
 
     code, _out, err = await run_cli("--json", cwd=tmp_path)
     assert code == 2 and "sync_passphrase is not set" in err
+
+
+async def test_no_relay_configured_still_prints_the_slot_keys(tmp_path: Path) -> None:
+    passphrase = new_passphrase()
+    config = tmp_path / "config.yaml"
+    config.write_text("pkarr_relays: []\n")
+    code, out, err = await run_cli("-c", str(config), "--passphrase", passphrase, cwd=tmp_path)
+    assert code == 0, err
+    assert passphrase not in out + err
+    keys = slot_keys(passphrase)
+    assert [line for line in out.splitlines() if line.startswith("slot ")] == [
+        f"slot {k.index}  pk:{k.z32}" for k in keys
+    ]
+    assert "no relay was read" in out and "no relay was read" in err
+
+    code, out, err = await run_cli("-c", str(config), "--passphrase", passphrase, "--json", cwd=tmp_path)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["relays"] == [] and "no relay was read" in report["note"]
+    assert [(s["index"], s["public_key"], s["relays"]) for s in report["slots"]] == [(k.index, k.z32, []) for k in keys]

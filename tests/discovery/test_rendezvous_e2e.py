@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from cansync.discovery.pkarr_packet import SignedPacket, TxtRecord
 from cansync.discovery.pkarr_relay import PkarrRelayClient, PublishOutcome
@@ -42,7 +45,10 @@ async def test_three_peers_find_each_other_and_a_fourth_with_another_passphrase_
     assert not {p.id for p in trio} & set(outsider.found)
 
 
-async def test_nine_peers_fill_all_eight_slots_and_everyone_sees_every_holder(npm_relay: NpmRelay) -> None:
+async def test_nine_peers_fill_all_eight_slots_and_everyone_sees_every_holder(
+    npm_relay: NpmRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cansync.discovery.rendezvous")
     passphrase = new_passphrase()
     peers = [make_peer(passphrase, [npm_relay.url], publish_interval=1.0, scan_interval=0.5) for _ in range(9)]
     start(peers)
@@ -69,6 +75,10 @@ async def test_nine_peers_fill_all_eight_slots_and_everyone_sees_every_holder(np
     # The observer itself claimed nothing usable (all slots fresh), and saw each holder in its own slot.
     assert observer.claimed_slot is None
     assert seen == holders
+    # and it said why in words that mean it: the slots are full, the relay answered
+    said = [r.getMessage() for r in caplog.records]
+    assert "rendezvous: no free slot: all 8 slots hold live peers; discovering without one" in "\n".join(said)
+    assert not [m for m in said if "no pkarr relay answered" in m]
 
 
 async def test_overwritten_peer_with_the_higher_id_moves_to_a_free_slot(npm_relay: NpmRelay) -> None:

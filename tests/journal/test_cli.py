@@ -72,11 +72,35 @@ def test_inspect_lists_every_event_with_transfer_outcomes(data_dir: Path) -> Non
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["SEQ", "TIME", "(UTC)"]
     assert len(lines) == 1 + 21 and "21 event(s)" in result.stderr
+    assert lines[0].split()[7:9] == ["SIZE", "OUTCOME"] and "VERIFIED" not in lines[0]
     completed = next(line for line in lines if " 7  " in line[:10])
-    assert "transfer_completed" in completed and "1111" in completed and "yes" in completed
+    assert "transfer_completed" in completed and "1111" in completed and " verified " in completed
     assert peer_id(1)[:12] in completed and " in " in completed
+    received = next(line for line in lines if line.lstrip().startswith("8 "))
+    assert "asset_received" in received and " in " in received and " verified " in received
     outgoing = next(line for line in lines if line.lstrip().startswith("19 "))
-    assert "out" in outgoing and "NO" in outgoing
+    assert " out " in outgoing and " sent " in outgoing and "VERIFIED" not in outgoing and "NO" not in outgoing
+    failed = next(line for line in lines if line.lstrip().startswith("20 "))
+    assert "transfer_failed" in failed and " sent " not in failed and "verified" not in failed
+
+
+def test_an_incoming_asset_that_failed_its_check_reads_not_verified(tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with await Journal.open(tmp_path / "journal.db") as journal:
+            await journal.append_one(
+                Event(
+                    EventKind.TRANSFER_COMPLETED,
+                    peer=peer_id(1),
+                    hash=asset_hash(9),
+                    data={"direction": "in", "size": 5, "verified": False, "sent": 5},
+                )
+            )
+
+    asyncio.run(fill())
+    result = cansync("journal", "inspect", "--data-dir", str(tmp_path))
+    assert "NOT VERIFIED" in result.stdout.splitlines()[1]
+    [row] = _json_lines(cansync("journal", "inspect", "--data-dir", str(tmp_path), "--json").stdout)
+    assert (row["direction"], row["verified"], row["outcome"]) == ("in", False, "NOT VERIFIED")
 
 
 def test_inspect_json_filters_by_peer_prefix_and_kind(data_dir: Path) -> None:
@@ -89,7 +113,7 @@ def test_inspect_json_filters_by_peer_prefix_and_kind(data_dir: Path) -> None:
     assert [(r["seq"], r["kind"]) for r in rows] == [(15, "transfer_completed"), (16, "asset_received")]
     for row in rows:
         assert row["peer"] == peer_id(2) and row["hash"] == asset_hash(2)
-        assert (row["direction"], row["size"], row["verified"]) == ("in", 2222, True)
+        assert (row["direction"], row["size"], row["verified"], row["outcome"]) == ("in", 2222, True, "verified")
         assert str(row["time"]).endswith("Z")
 
 
@@ -103,6 +127,8 @@ def test_inspect_by_hash_shows_who_sent_what(data_dir: Path) -> None:
         "transfer_failed",
     ]
     assert rows[3]["data"] == {"direction": "out", "reason": "stream reset", "discard": False}
+    assert (rows[2]["direction"], rows[2]["verified"], rows[2]["outcome"]) == ("out", None, "sent")
+    assert rows[3]["outcome"] is None
 
 
 def test_inspect_since(data_dir: Path) -> None:
