@@ -13,8 +13,8 @@ import logging
 
 from cansync.agent.ledger import Ledger
 from cansync.agent.staging import StagingArea
-from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError, CanServiceUnavailable
+from cansync.can.store_client import StoreClient
 from cansync.core.commands import StoreAsset
 from cansync.core.events import AssetReceived, Direction, Event, EventKind
 from cansync.core.faults import Failure, failed_transfer
@@ -26,7 +26,9 @@ PARALLEL_PUSHES = 4
 
 
 class AssetIntake:
-    def __init__(self, can: CanClient, staging: StagingArea, ledger: Ledger, queue: asyncio.Queue[StoreAsset]) -> None:
+    def __init__(
+        self, can: StoreClient, staging: StagingArea, ledger: Ledger, queue: asyncio.Queue[StoreAsset]
+    ) -> None:
         self.can = can
         self.staging = staging
         self.ledger = ledger

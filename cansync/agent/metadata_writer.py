@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError
+from cansync.can.store_client import StoreClient
 from cansync.core.commands import ApplyMetadata
 from cansync.wire.peer_messages import meta_update
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class MetadataWriter:
-    def __init__(self, can: CanClient, queue: asyncio.Queue[ApplyMetadata]) -> None:
+    def __init__(self, can: StoreClient, queue: asyncio.Queue[ApplyMetadata]) -> None:
         self.can = can
         self.queue = queue
         self._failing = False

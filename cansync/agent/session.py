@@ -21,8 +21,8 @@ from typing import Protocol, TypeVar
 from cansync.agent.ledger import Ledger
 from cansync.agent.staging import StagingArea, StagingLost
 from cansync.agent.store_records import meta_value
-from cansync.can.client import CanClient
 from cansync.can.errors import CanServiceError
+from cansync.can.store_client import StoreClient
 from cansync.core import messages as msg
 from cansync.core.events import Direction, Event, PeerAuthenticated, PeerDisconnected, TransferCheckpointed
 from cansync.core.faults import Failure
@@ -93,7 +93,7 @@ class PeerSession:
         link: Link,
         initiator: bool,
         ledger: Ledger,
-        can: CanClient,
+        can: StoreClient,
         staging: StagingArea,
         host: SessionHost,
         stall_timeout: float = TRANSFER_READ_TIMEOUT,

@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 import iroh
 from iroh.iroh_ffi import uniffi_set_event_loop
 
-from cansync.net import fastwrite
+from cansync.net import fastwrite, transport
 from cansync.net.address import EndpointAddress
 from cansync.net.bandwidth import BandwidthLimiter
-from cansync.net.error_text import one_line_error
+from cansync.net.error_text import full_error_text, one_line_error
 from cansync.net.errors import BindFailed, ConnectFailed, PeerTimeout, StreamClosed
 from cansync.net.streams import FramedStream, FrameReader, FrameWriter, TrafficCounter
+from cansync.net.transport import LINK_ERRORS
 from cansync.wire.frames import DEFAULT_LIMITS, FrameLimits
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ALPN = b"cansync/2"  # 2: wants, transfer headers and AssetUnavailable carry a request id
 INCOMING_HANDSHAKE_TIMEOUT = 10.0
@@ -48,7 +51,7 @@ class PeerConnection:
 
     def __init__(
         self,
-        conn: iroh.Connection,
+        conn: transport.Connection,
         *,
         limits: FrameLimits = DEFAULT_LIMITS,
         send_limiter: BandwidthLimiter | None = None,
@@ -75,50 +78,48 @@ class PeerConnection:
         self._streams_opened += 1
         return f"peer {self.remote_id_hex[:10]} {kind} stream #{self._streams_opened}"
 
-    def _reader(self, recv: iroh.RecvStream, label: str) -> FrameReader:
+    def _reader(self, recv: transport.RecvStream, label: str) -> FrameReader:
         return FrameReader(recv, label=label, counter=self.traffic, limits=self.limits, limiter=self.recv_limiter)
 
-    def _writer(self, send: iroh.SendStream, label: str) -> FrameWriter:
+    def _writer(self, send: transport.SendStream, label: str) -> FrameWriter:
         return FrameWriter(send, label=label, counter=self.traffic, limits=self.limits, limiter=self.send_limiter)
 
-    async def _await(self, call: object, timeout: float | None, what: str) -> object:
+    async def _await(self, call: Awaitable[T], timeout: float | None, what: str) -> T:
         try:
-            return await asyncio.wait_for(call, timeout)  # type: ignore[arg-type]
+            return await asyncio.wait_for(call, timeout)
         except TimeoutError:
             raise PeerTimeout(f"peer {self.remote_id_hex[:10]}: {what} took over {timeout:g} s") from None
-        except iroh.IrohError as exc:
+        except LINK_ERRORS as exc:
             raise StreamClosed(f"peer {self.remote_id_hex[:10]}: {what} failed: {one_line_error(exc)}") from exc
 
     async def open_control(self, timeout: float = 10.0) -> FramedStream:
         """Open the control bi-stream (the peer sees it once we write the first frame)."""
-        bi = await self._await(self._conn.open_bi(), timeout, "opening the control stream")
-        assert isinstance(bi, iroh.BiStream)
+        bi: transport.BiStream = await self._await(self._conn.open_bi(), timeout, "opening the control stream")
         label = self._label("control")
         return FramedStream(self._reader(bi.recv(), label), self._writer(bi.send(), label))
 
     async def accept_control(self, timeout: float | None = 10.0) -> FramedStream:
-        bi = await self._await(self._conn.accept_bi(), timeout, "waiting for the control stream")
-        assert isinstance(bi, iroh.BiStream)
+        bi: transport.BiStream = await self._await(self._conn.accept_bi(), timeout, "waiting for the control stream")
         label = self._label("control")
         return FramedStream(self._reader(bi.recv(), label), self._writer(bi.send(), label))
 
     async def open_transfer(self, timeout: float = 10.0) -> FrameWriter:
         """A new uni-stream for one asset (blocks while the peer's stream limit is reached)."""
-        send = await self._await(self._conn.open_uni(), timeout, "opening a transfer stream")
-        assert isinstance(send, iroh.SendStream)
+        send: transport.SendStream = await self._await(self._conn.open_uni(), timeout, "opening a transfer stream")
         return self._writer(send, self._label("transfer"))
 
     async def accept_transfer(self, timeout: float | None = None) -> FrameReader | None:
         """The next transfer stream the peer opened, or None once the connection is closed."""
         try:
-            recv = await self._await(self._conn.accept_uni(), timeout, "waiting for a transfer stream")
+            recv: transport.RecvStream = await self._await(
+                self._conn.accept_uni(), timeout, "waiting for a transfer stream"
+            )
         except StreamClosed:
             return None
-        assert isinstance(recv, iroh.RecvStream)
         return self._reader(recv, self._label("transfer"))
 
     def close(self, reason: str = "bye", code: int = CLOSE_OK) -> None:
-        with contextlib.suppress(iroh.IrohError):
+        with contextlib.suppress(*LINK_ERRORS):
             self._conn.close(code, reason.encode()[:100])
 
     async def closed(self) -> str:
@@ -143,7 +144,7 @@ class PeerEndpoint:
 
     def __init__(
         self,
-        endpoint: iroh.Endpoint,
+        endpoint: transport.Endpoint,
         *,
         limits: FrameLimits = DEFAULT_LIMITS,
         send_limiter: BandwidthLimiter | None = None,
@@ -175,7 +176,7 @@ class PeerEndpoint:
             conn = await asyncio.wait_for(self._ep.connect(address.to_iroh(), ALPN), timeout)
         except TimeoutError:
             raise ConnectFailed(f"connecting to {where} timed out after {timeout:g} s") from None
-        except iroh.IrohError as exc:
+        except LINK_ERRORS as exc:
             raise ConnectFailed(f"connecting to {where} failed: {one_line_error(exc)}") from exc
         peer = self._peer_connection(conn)
         if peer.remote_id_hex != address.endpoint_id:  # iroh checks this in TLS; belt and braces
@@ -202,7 +203,7 @@ class PeerEndpoint:
             while True:
                 try:
                     incoming = await self._ep.accept_next()
-                except iroh.IrohError as exc:
+                except LINK_ERRORS as exc:
                     log.warning("accepting connections stopped: %s", one_line_error(exc))
                     break
                 if incoming is None:
@@ -213,7 +214,7 @@ class PeerEndpoint:
         finally:
             self._incoming.put_nowait(None)
 
-    async def _complete_incoming(self, incoming: iroh.Incoming) -> None:
+    async def _complete_incoming(self, incoming: transport.Incoming) -> None:
         """Finish one incoming QUIC handshake in its own task, so a slow dialer blocks nobody."""
         try:
             accepting = await asyncio.wait_for(incoming.accept(), INCOMING_HANDSHAKE_TIMEOUT)
@@ -225,16 +226,16 @@ class PeerEndpoint:
         except TimeoutError:
             log.info("an incoming connection did not finish its handshake in %g s", INCOMING_HANDSHAKE_TIMEOUT)
             return
-        except iroh.IrohError as exc:
+        except LINK_ERRORS as exc:
             log.info("an incoming connection failed during its handshake: %s", one_line_error(exc))
-            log.debug("the handshake's full error chain: %s", exc.message())
+            log.debug("the handshake's full error chain: %s", full_error_text(exc))
             return
         if conn.alpn() != ALPN:
             conn.close(1, b"wrong protocol")
             return
         self._incoming.put_nowait(self._peer_connection(conn))
 
-    def _peer_connection(self, conn: iroh.Connection) -> PeerConnection:
+    def _peer_connection(self, conn: transport.Connection) -> PeerConnection:
         return PeerConnection(conn, limits=self.limits, send_limiter=self.send_limiter, recv_limiter=self.recv_limiter)
 
     async def close(self) -> None:
@@ -243,7 +244,7 @@ class PeerEndpoint:
         self._closed = True
         for task in list(self._handshakes):
             task.cancel()
-        with contextlib.suppress(iroh.IrohError):
+        with contextlib.suppress(*LINK_ERRORS):
             await self._ep.close()
         if self._accept_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -277,7 +278,7 @@ async def open_endpoint(
         log.warning("iroh fast-write patch not active (%s): sends may be slow", status.value)
     try:
         preset, relay_mode = _relay_options(relays)
-    except iroh.IrohError as exc:
+    except LINK_ERRORS as exc:
         raise BindFailed(f"relays {list(relays or [])} are not usable relay URLs: {one_line_error(exc)}") from exc
     options = iroh.EndpointOptions(
         preset=preset,
@@ -288,7 +289,7 @@ async def open_endpoint(
     )
     try:
         endpoint = await iroh.Endpoint.bind(options)
-    except iroh.IrohError as exc:
+    except LINK_ERRORS as exc:
         raise BindFailed(f"cannot bind the iroh endpoint to {bind_addr}: {one_line_error(exc)}") from exc
     peer_endpoint = PeerEndpoint(endpoint, limits=limits, send_limiter=send_limiter, recv_limiter=recv_limiter)
     peer_endpoint._start_accepting()

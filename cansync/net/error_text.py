@@ -23,7 +23,7 @@ def one_line_error(error: BaseException | str, limit: int = ERROR_LINE_LIMIT) ->
     Source paths, "Caused by:" headers, backtraces and bare variant names are dropped; the remaining
     messages are joined with ": ", outermost first, and cut at `limit` characters.
     """
-    text = _error_text(error)
+    text = full_error_text(error)
     reason = _DEBUG_REASON.search(text)
     if reason is not None and "\n" not in text:
         text = reason.group(1).replace('\\"', '"')
@@ -42,7 +42,8 @@ def one_line_error(error: BaseException | str, limit: int = ERROR_LINE_LIMIT) ->
     return short if len(short) <= limit else short[: limit - 1] + "…"
 
 
-def _error_text(error: BaseException | str) -> str:
+def full_error_text(error: BaseException | str) -> str:
+    """The whole text of an error, every line of a Rust error chain included (for DEBUG logs)."""
     if isinstance(error, str):
         return error
     message = getattr(error, "message", None)  # iroh.IrohError keeps its text behind message()

@@ -13,6 +13,7 @@ against another endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -107,6 +108,7 @@ async def authenticate(
     initiator: bool,
     timeout: float = DEFAULT_TIMEOUT,
     boot_id: bytes = b"",
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
 ) -> HandshakeResult:
     """Run the proof exchange on the control stream; AuthenticationFailed(reason) if it fails.
 
@@ -116,12 +118,13 @@ async def authenticate(
     """
     stream = conn_control
     peer = their_id[:10]
-    deadline = time.monotonic() + timeout
+    loop = asyncio.get_running_loop()  # the loop's clock: what the stream timeouts count in
+    deadline = loop.time() + timeout
 
     def remaining() -> float:
-        return max(0.001, deadline - time.monotonic())
+        return max(0.001, deadline - loop.time())
 
-    our_nonce = secrets.token_bytes(NONCE_SIZE)
+    our_nonce = random_bytes(NONCE_SIZE)
     our_id_bytes, their_id_bytes = bytes.fromhex(our_id), bytes.fromhex(their_id)
     try:
         await stream.write_message(

@@ -16,12 +16,13 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import iroh
 from google.protobuf.message import Message
 
+from cansync.net import transport
 from cansync.net.bandwidth import BandwidthLimiter
 from cansync.net.error_text import one_line_error
 from cansync.net.errors import PeerTimeout, StreamClosed
+from cansync.net.transport import LINK_ERRORS
 from cansync.wire.frames import (
     DEFAULT_LIMITS,
     HEADER_SIZE,
@@ -70,7 +71,7 @@ class FrameReader:
 
     def __init__(
         self,
-        recv: iroh.RecvStream,
+        recv: transport.RecvStream,
         *,
         label: str,
         counter: TrafficCounter | None = None,
@@ -95,7 +96,7 @@ class FrameReader:
             await self._stop_quietly(STOP_TIMEOUT)
             self._broken = PeerTimeout(f"{self.label}: nothing arrived for {timeout:g} s while {what}")
             raise self._broken from None
-        except iroh.IrohError as exc:
+        except LINK_ERRORS as exc:
             self._broken = StreamClosed(f"{self.label}: stream ended while {what}: {one_line_error(exc)}")
             raise self._broken from exc
 
@@ -178,7 +179,7 @@ class FrameReader:
         await self._stop_quietly(STOP_FRAME_ERROR)
 
     async def _stop_quietly(self, code: int) -> None:
-        with contextlib.suppress(iroh.IrohError, TimeoutError):
+        with contextlib.suppress(*LINK_ERRORS, TimeoutError):
             await asyncio.wait_for(self._recv.stop(code), 2.0)
 
     async def stop(self, code: int = STOP_CANCELLED) -> None:
@@ -197,7 +198,7 @@ class FrameWriter:
 
     def __init__(
         self,
-        send: iroh.SendStream,
+        send: transport.SendStream,
         *,
         label: str,
         counter: TrafficCounter | None = None,
@@ -222,7 +223,7 @@ class FrameWriter:
             self._broken = PeerTimeout(f"{self.label}: peer accepted nothing for {timeout:g} s while {what}")
             await self.reset(STOP_TIMEOUT)
             raise self._broken from None
-        except iroh.IrohError as exc:
+        except LINK_ERRORS as exc:
             self._broken = StreamClosed(f"{self.label}: cannot send ({what}): {one_line_error(exc)}")
             raise self._broken from exc
 
@@ -276,13 +277,13 @@ class FrameWriter:
             await asyncio.wait_for(self._send.finish(), self.timeout)
         except TimeoutError:
             raise PeerTimeout(f"{self.label}: finishing the stream took over {self.timeout:g} s") from None
-        except iroh.IrohError as exc:
+        except LINK_ERRORS as exc:
             raise StreamClosed(f"{self.label}: cannot finish the stream: {one_line_error(exc)}") from exc
 
     async def reset(self, code: int = STOP_CANCELLED) -> None:
         """Abandon the stream: unsent data is dropped and the peer's reader fails."""
         self.finished = True
-        with contextlib.suppress(iroh.IrohError, TimeoutError):
+        with contextlib.suppress(*LINK_ERRORS, TimeoutError):
             await asyncio.wait_for(self._send.reset(code), 2.0)
 
 
