@@ -26,6 +26,8 @@ class EventKind(StrEnum):
     PEER_REJECTED = "peer_rejected"
     PEER_DISCONNECTED = "peer_disconnected"
     PEER_PROTOCOL_ERROR = "peer_protocol_error"
+    PEER_PAUSED = "peer_paused"  # a person paused syncing with this peer: no session until resumed
+    PEER_RESUMED = "peer_resumed"
     # digests
     HASHES_ADVERTISED = "hashes_advertised"  # the peer holds these
     HASHES_SENT = "hashes_sent"  # we told the peer we hold these
@@ -64,6 +66,8 @@ PEER_KINDS = frozenset(
         EventKind.PEER_REJECTED,
         EventKind.PEER_DISCONNECTED,
         EventKind.PEER_PROTOCOL_ERROR,
+        EventKind.PEER_PAUSED,
+        EventKind.PEER_RESUMED,
         EventKind.HASHES_ADVERTISED,
         EventKind.HASHES_SENT,
         EventKind.TRANSFER_REQUESTED,
@@ -176,6 +180,32 @@ class PeerProtocolError:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> PeerProtocolError:
         return cls(str(data.get("reason", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerPaused:
+    KIND: ClassVar[EventKind] = EventKind.PEER_PAUSED
+    by: str = "user"
+
+    def to_data(self) -> dict[str, Any]:
+        return {"by": self.by}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PeerPaused:
+        return cls(str(data.get("by", "user")))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResumed:
+    KIND: ClassVar[EventKind] = EventKind.PEER_RESUMED
+    by: str = "user"
+
+    def to_data(self) -> dict[str, Any]:
+        return {"by": self.by}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PeerResumed:
+        return cls(str(data.get("by", "user")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +473,8 @@ Payload = (
     | PeerRejected
     | PeerDisconnected
     | PeerProtocolError
+    | PeerPaused
+    | PeerResumed
     | HashesAdvertised
     | HashesSent
     | LocalAssetSeen
@@ -465,6 +497,8 @@ PAYLOAD_TYPES: dict[EventKind, Any] = {
         PeerRejected,
         PeerDisconnected,
         PeerProtocolError,
+        PeerPaused,
+        PeerResumed,
         HashesAdvertised,
         HashesSent,
         LocalAssetSeen,

@@ -72,6 +72,7 @@ class SyncState:
         self.last_seq = 0  # newest journal seq folded, any peer
         self.local_seq = 0  # newest seq folded of the events that name no peer (our own store)
         self.store_watermark = 0  # our store's change clock that the journal has caught up with
+        self.failures = {fault.value: 0 for fault in Fault}  # failed transfers, by whose fault
         # Indexes over the peers' incoming transfers (rebuilt from them, never stored): by asset, the
         # peers whose transfer is in flight, the peers whose verified copy waits for its push into our
         # store, and the assets some failure asked to pause.
@@ -90,6 +91,8 @@ class SyncState:
             EventKind.PEER_REJECTED: self._peer_rejected,
             EventKind.PEER_DISCONNECTED: self._peer_disconnected,
             EventKind.PEER_PROTOCOL_ERROR: self._peer_protocol_error,
+            EventKind.PEER_PAUSED: self._peer_paused,
+            EventKind.PEER_RESUMED: self._peer_resumed,
             EventKind.HASHES_ADVERTISED: self._hashes_advertised,
             EventKind.HASHES_SENT: self._hashes_sent,
             EventKind.LOCAL_ASSET_SEEN: self._local_asset_seen,
@@ -305,6 +308,7 @@ class SyncState:
                 "bytes_in": state.bytes_in,
                 "bytes_out": state.bytes_out,
                 "protocol_errors": state.protocol_errors,
+                "paused": state.paused,
                 "last_sync_ms": state.last_sync_ms,
                 "last_event_ms": state.last_event_ms,
                 "their_watermark": state.their_watermark,
@@ -314,6 +318,7 @@ class SyncState:
             "local_assets": len(self.local),
             "store_watermark": self.store_watermark,
             "storing": len(self.storing()),
+            "failures": dict(self.failures),
             "peers": peers,
         }
 
@@ -327,6 +332,7 @@ class SyncState:
             "store_watermark": self.store_watermark,
             "local": sorted(self.local),
             "meta": {h: v.to_data() for h, v in sorted(self.meta.items())},
+            "failures": dict(sorted(self.failures.items())),
             "peers": {p: s.to_data() for p, s in sorted(self.peers.items())},
         }
 
@@ -341,6 +347,7 @@ class SyncState:
             state.store_watermark = int(data["store_watermark"])
             state.local = set(data["local"])
             state.meta = {h: MetaValue.from_data(v) for h, v in data["meta"].items()}
+            state.failures.update({str(k): int(n) for k, n in data["failures"].items()})
             state.peers = {p: PeerState.from_data(p, s) for p, s in data["peers"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"snapshot is damaged: {exc!r}") from exc
@@ -359,7 +366,7 @@ class SyncState:
     # ------------------------------------------------------------------ helpers
 
     def _may_request(self, state: PeerState, asset: str, now_ms: int) -> bool:
-        if state.link is not LinkStatus.AUTHENTICATED or asset not in state.has:
+        if state.link is not LinkStatus.AUTHENTICATED or state.paused or asset not in state.has:
             return False
         if asset in self.local or self.claimed(asset) or self.paused_until(asset) > now_ms:
             return False
@@ -465,6 +472,17 @@ class SyncState:
     def _peer_protocol_error(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
         state.protocol_errors += 1
+        return []
+
+    def _peer_paused(self, event: Event, state: PeerState | None) -> list[Command]:
+        assert state is not None
+        state.paused = True
+        self._candidates.pop(state.peer, None)
+        return []
+
+    def _peer_resumed(self, event: Event, state: PeerState | None) -> list[Command]:
+        assert state is not None
+        state.paused = False
         return []
 
     # ------------------------------------------------------------------ handlers: digests
@@ -593,8 +611,10 @@ class SyncState:
         if payload.direction is Direction.OUT:
             transfer = state.outgoing.setdefault(asset, Transfer(TransferStatus.FAILED))
             transfer.status = TransferStatus.FAILED
+            self.failures[payload.fault.value] += 1
             return []
         transfer = state.incoming.get(asset) or Transfer(TransferStatus.FAILED)
+        self.failures[payload.fault.value] += 1
         if payload.fault is Fault.PEER:
             transfer.failures += 1
         if payload.stage == "store" and not payload.discard and transfer.meta is not None:

@@ -84,6 +84,7 @@ class PeerState:
     bytes_in: int = 0
     bytes_out: int = 0
     protocol_errors: int = 0
+    paused: bool = False  # a person paused syncing with it: no session until resumed
 
     def in_flight(self) -> dict[tuple[str, str], Transfer]:
         moving = {("in", h): t for h, t in self.incoming.items() if t.status.active}
@@ -109,6 +110,7 @@ class PeerState:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "protocol_errors": self.protocol_errors,
+            "paused": self.paused,
         }
 
     @classmethod
@@ -132,4 +134,5 @@ class PeerState:
             bytes_in=data["bytes_in"],
             bytes_out=data["bytes_out"],
             protocol_errors=data["protocol_errors"],
+            paused=data["paused"],
         )

@@ -33,6 +33,8 @@ def peer_event(peer: str) -> st.SearchStrategy[Event]:
             EventKind.PEER_AUTHENTICATED,
             EventKind.PEER_DISCONNECTED,
             EventKind.PEER_PROTOCOL_ERROR,
+            EventKind.PEER_PAUSED,
+            EventKind.PEER_RESUMED,
         )
     ).map(lambda k: Event(k, peer=peer))
     return st.one_of(
