@@ -12,10 +12,11 @@ import logging
 
 from cansync.agent.ledger import Ledger, LedgerError
 from cansync.agent.store_records import meta_value
-from cansync.can.client import CanClient
-from cansync.can.errors import CanServiceError
+from cansync.can.errors import CanServiceAuthError, CanServiceError
+from cansync.can.store_client import StoreClient
 from cansync.core.events import Event, LocalAssetSeen, MetadataChanged
 from cansync.journal.errors import JournalError
+from cansync.outages import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ EVENTS_PER_RECORD = 2000
 class LocalFeed:
     def __init__(
         self,
-        can: CanClient,
+        can: StoreClient,
         ledger: Ledger,
         *,
         our_id: str,
@@ -38,27 +39,32 @@ class LocalFeed:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.caught_up = asyncio.Event()
+        self.reachable = False  # did the store answer the last catch-up?
+        self._outages = OutageLog(log)
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen(), name="store-events")
-        try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._listen(), name="store-events")
             while True:
                 try:
                     await self.catch_up()
                     self.caught_up.set()
+                    self.reachable = True
+                    self._outages.resolved("store", "the local store %s answers again", self.can.base_url)
+                except CanServiceAuthError as exc:
+                    self.reachable = False
+                    self._outages.problem("sync_api_key", "%s", exc, level=logging.ERROR)
                 except CanServiceError as exc:
-                    log.error("cannot read the local store's changes: %s (will retry)", exc)
+                    self.reachable = False
+                    self._outages.problem("store", "cannot read the local store's changes: %s (will retry)", exc)
                 except (JournalError, LedgerError) as exc:
                     # nothing was folded, so the watermark did not move: the next round journals it all again
-                    log.error("cannot journal the local store's changes: %s (will retry)", exc)
+                    self._outages.problem("journal", "cannot journal the local store's changes: %s (will retry)", exc)
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 except TimeoutError:
                     pass
                 self._wake.clear()
-        finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
 
     async def _listen(self) -> None:
         while True:
@@ -66,7 +72,7 @@ class LocalFeed:
                 async for _ in self.can.events(since=self.ledger.state.store_watermark):
                     self._wake.set()
             except CanServiceError as exc:
-                log.warning("store event stream failed: %s; the poll keeps things moving", exc)
+                self._outages.problem("events", "store event stream failed: %s; the poll keeps things moving", exc)
             await asyncio.sleep(self.poll_interval)
 
     async def catch_up(self) -> int:

@@ -35,6 +35,7 @@ MAX_ADDRS_PER_PEER = 8
 FRESH = frozenset({"ticket", "lan", "pkarr", "exchange"})
 """Sources that speak of where the peer is now: a new address from one of them is dialed at once."""
 TICKET_POLL = 0.5
+PAUSED_RECHECK = 5.0
 
 
 class Dialer(Protocol):
@@ -121,12 +122,18 @@ class PeerDirectory:
         if dialable:
             self._wanted.put_nowait(peer)
 
+    def wake(self, peer: str) -> None:
+        """Dial this peer now (it was resumed, or something else says it is worth trying at once)."""
+        self._moved.setdefault(peer, asyncio.Event()).set()
+
     async def _dial_loop(self, peer: str) -> None:
         """Keep a session with this peer: dial when there is none, back off while dials fail, and dial a
         fresh address at once (beside a dial still waiting on an old one)."""
         delay = DIAL_BACKOFF_START
         moved = self._moved.setdefault(peer, asyncio.Event())
         while True:
+            while self.ledger.state.peer(peer).paused:  # a person paused it: wait for the resume
+                await self._pause(moved, PAUSED_RECHECK)
             ended = self.dialer.session_ended(peer)
             if ended is not None:
                 await _first_of(ended.wait(), moved.wait())

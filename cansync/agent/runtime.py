@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,25 @@ from cansync.agent.peer_directory import PeerDirectory
 from cansync.agent.session import PeerSession
 from cansync.agent.staging import StagingArea
 from cansync.can.client import CanClient
+from cansync.can.errors import CanServiceAuthError, CanServiceError
+from cansync.can.store_client import StoreClient
 from cansync.config import Config, ConfigError
 from cansync.core import messages as msg
-from cansync.core.events import Direction, Event, PeerConnected, PeerDisconnected, PeerRejected
+from cansync.core.events import (
+    Direction,
+    Event,
+    PeerConnected,
+    PeerDisconnected,
+    PeerPaused,
+    PeerRejected,
+    PeerResumed,
+)
 from cansync.core.links import Link, keep_new_link
-from cansync.core.peer_state import LinkStatus
+from cansync.core.peer_state import LinkStatus, TransferStatus
 from cansync.discovery.lan import LanDiscovery
 from cansync.journal.recorder import Journal, wall_ms
 from cansync.net.address import EndpointAddress
+from cansync.net.bandwidth import limiter_for
 from cansync.net.endpoint import ALPN, PeerConnection, PeerEndpoint, open_endpoint
 from cansync.net.errors import AuthenticationFailed, TransportError
 from cansync.net.handshake import FailureLimiter, HandshakeKey, authenticate
@@ -49,9 +61,42 @@ from cansync.wire.pb import peer_pb2
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
+RATE_WINDOW_SECS = 10.0
 STORE_CATCH_UP_WAIT = 30.0
 DUPLICATE_CLOSE_GRACE = 1.0
 TICK_SECS = 2.0
+SUMMARY_SECS = 60.0
+MiB = 1024 * 1024
+PROBE_SINCE = 1 << 62  # a change-clock value no store reaches: an answer with nothing in it
+
+
+Bind = Callable[[bytes, Config], Awaitable[PeerEndpoint]]
+
+
+async def bind_iroh(secret_key: bytes, config: Config) -> PeerEndpoint:
+    """The iroh endpoint of a real agent, with the configured bandwidth limits on every stream."""
+    return await open_endpoint(
+        secret_key,
+        bind_addr=config.bind_addr,
+        relays=config.relays,
+        alpns=[ALPN],
+        send_limiter=limiter_for(config.max_send_kbps),
+        recv_limiter=limiter_for(config.max_recv_kbps),
+    )
+
+
+@dataclass(frozen=True)
+class AgentEnvironment:
+    """What an agent takes from the world around it. A real agent takes the defaults; the deterministic
+    simulation passes its own clock, randomness, transport and store."""
+
+    clock: Callable[[], int] = wall_ms  # ms since the epoch: journal times, deferrals, keepalives
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes  # boot id, handshake nonces
+    bind: Bind = bind_iroh
+    store: StoreClient | None = None  # None: the configured store (embedded, or can_service_url)
+    open_journal: Callable[[Path, Callable[[], int]], Awaitable[Journal]] = lambda path, clock: Journal.open(
+        path, clock=clock
+    )
 
 
 class Agent:
@@ -63,12 +108,12 @@ class Agent:
         journal: Journal,
         ledger: Ledger,
         dispatcher: Dispatcher,
-        can: CanClient,
+        can: StoreClient,
         store_url: str,
         endpoint: PeerEndpoint,
         handshake_key: HandshakeKey,
         staging: StagingArea,
-        clock: Callable[[], int],
+        environment: AgentEnvironment,
         resources: AsyncExitStack,
     ) -> None:
         self.config = config
@@ -81,11 +126,14 @@ class Agent:
         self.store_url = store_url
         self.endpoint = endpoint
         self.staging = staging
-        self.clock = clock
+        self.environment = environment
+        self.clock = environment.clock
         self._key = handshake_key
         self._resources = resources
-        self.boot_id = secrets.token_bytes(16)  # tells peers when this process is a new one
-        self.limiter = FailureLimiter(max_failures=5, window_s=60.0)
+        self.boot_id = environment.random_bytes(16)  # tells peers when this process is a new one
+        self.started_ms = self.clock()
+        self.limiter = FailureLimiter(max_failures=5, window_s=60.0, clock=lambda: self.clock() / 1000)
+        self._traffic: list[tuple[int, int, int]] = []  # (ms, bytes in, bytes out): samples for the rates
         self.feed = LocalFeed(can, ledger, our_id=self.our_id, poll_interval=config.poll_interval_secs)
         self.intake = AssetIntake(can, staging, ledger, dispatcher.pushes)
         self.metadata_writer = MetadataWriter(can, dispatcher.metadata)
@@ -97,15 +145,17 @@ class Agent:
     # ------------------------------------------------------------------ building and releasing
 
     @classmethod
-    async def open(cls, config: Config, *, clock: Callable[[], int] = wall_ms) -> Agent:
+    async def open(cls, config: Config, environment: AgentEnvironment | None = None) -> Agent:
         """Take the node key, open the journal and the ledger, start or reach the store, bind the endpoint."""
+        env = environment or AgentEnvironment()
+        clock = env.clock
         passphrase = config.require_passphrase()
         resources = AsyncExitStack()
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
             identity = NodeIdentity.acquire(config.data_dir)
             resources.callback(identity.release)
-            journal = await Journal.open(config.journal_path, clock=clock)
+            journal = await env.open_journal(config.journal_path, clock)
             resources.push_async_callback(journal.close)
             dispatcher = Dispatcher()
             ledger = await Ledger.open(journal, dispatch=dispatcher.dispatch, clock=clock)
@@ -113,31 +163,23 @@ class Agent:
             await _close_stale_links(ledger)
             staging = StagingArea(config.staging_dir)
             await asyncio.to_thread(staging.prune, ledger.state.may_be_staged())
-            url, sync_key = config.can_service_url, config.sync_api_key
-            if url is None:
-                sync_key = embedded_sync_key(config.data_dir, sync_key)
-                store = await EmbeddedStore.start(config.embedded_store_root, port=config.store_port, sync_key=sync_key)
-                resources.push_async_callback(store.stop)
-                url = store.url
-            if not sync_key:
-                raise ConfigError(
-                    "sync_api_key is not set: it must match sync_api_key in the CAN Service's config.yaml"
-                )
-            can = CanClient(url, sync_key)
-            resources.push_async_callback(can.aclose)
+            can: StoreClient
+            if env.store is not None:
+                can = env.store
+            else:
+                can = await _reach_store(config, resources)
             key = await asyncio.to_thread(HandshakeKey.derive, passphrase)
-            endpoint = await open_endpoint(
-                identity.secret_key, bind_addr=config.bind_addr, relays=config.relays, alpns=[ALPN]
-            )
+            endpoint = await env.bind(identity.secret_key, config)
             resources.push_async_callback(endpoint.close)
         except BaseException:
             await resources.aclose()
             raise
         agent = cls(
             config=config, identity=identity, journal=journal, ledger=ledger, dispatcher=dispatcher, can=can,
-            store_url=url, endpoint=endpoint, handshake_key=key, staging=staging, clock=clock, resources=resources,
+            store_url=can.base_url, endpoint=endpoint, handshake_key=key, staging=staging, environment=env,
+            resources=resources,
         )  # fmt: skip
-        log.info("agent %s started (store %s, journal %s)", agent.our_id[:10], url, config.journal_path)
+        log.info("agent %s started (store %s, journal %s)", agent.our_id[:10], can.base_url, config.journal_path)
         return agent
 
     async def close(self) -> None:
@@ -176,6 +218,7 @@ class Agent:
                 group.create_task(self._accept_loop(), name="accept")
                 group.create_task(self.directory.run(*self._discovery_sources()), name="peer-directory")
                 group.create_task(self._keep_time(), name="ticks")
+                group.create_task(self._summarize(), name="summaries")
         finally:
             self.stopped.set()
 
@@ -211,11 +254,76 @@ class Agent:
         await self.directory.learn(address, via="lan")
 
     async def _keep_time(self) -> None:
-        """Requests deferred after a failure of ours, and pushes our store could not take, wait on the clock."""
+        """Requests deferred after a failure of ours, and pushes our store could not take, wait on the clock;
+        the traffic rates are sampled here too."""
         while True:
             await asyncio.sleep(TICK_SECS)
+            self._sample_traffic()
             with contextlib.suppress(Exception):  # a failing journal is reported by the ledger itself
                 await self.ledger.tick()
+
+    def _sample_traffic(self) -> None:
+        moved_in = sum(s.conn.traffic.chunk_bytes_received for s in self.sessions.values())
+        moved_out = sum(s.conn.traffic.chunk_bytes_sent for s in self.sessions.values())
+        now = self.clock()
+        self._traffic.append((now, moved_in, moved_out))
+        while self._traffic and now - self._traffic[0][0] > RATE_WINDOW_SECS * 1000:
+            self._traffic.pop(0)
+
+    def rates(self) -> dict[str, float]:
+        """Content bytes a second, each way, over the last RATE_WINDOW_SECS (sessions that ended drop out)."""
+        if len(self._traffic) < 2:
+            return {"bytes_in_per_s": 0.0, "bytes_out_per_s": 0.0}
+        (t0, in0, out0), (t1, in1, out1) = self._traffic[0], self._traffic[-1]
+        seconds = max((t1 - t0) / 1000, 0.001)
+        return {"bytes_in_per_s": max(0, in1 - in0) / seconds, "bytes_out_per_s": max(0, out1 - out0) / seconds}
+
+    async def _summarize(self) -> None:
+        """One line a minute while assets move (an idle agent says nothing)."""
+        last = self.progress()
+        while True:
+            await asyncio.sleep(SUMMARY_SECS)
+            now = self.progress()
+            received, sent = now[0] - last[0], now[1] - last[1]
+            if received or sent:
+                log.info(
+                    "last minute: received %d asset(s) (%.1f MiB), sent %d (%.1f MiB); %d still wanted, %d owed",
+                    received, (now[2] - last[2]) / MiB, sent, (now[3] - last[3]) / MiB, now[4], now[5],
+                )  # fmt: skip
+            last = now
+
+    def progress(self) -> tuple[int, int, int, int, int, int]:
+        """Assets received and sent, bytes received and sent, assets still wanted and owed (in session)."""
+        state = self.ledger.state
+        received = sum(len(p.received_from) for p in state.peers.values())
+        sent = sum(1 for p in state.peers.values() for t in p.outgoing.values() if t.status is TransferStatus.COMPLETED)
+        bytes_in = sum(p.bytes_in for p in state.peers.values())
+        bytes_out = sum(p.bytes_out for p in state.peers.values())
+        in_session = [state.peers[p] for p in self.sessions if p in state.peers]
+        wanted = len(set().union(*(p.has for p in in_session)) - state.local) if in_session else 0
+        owed = sum(len(state.local - p.has) for p in in_session)
+        return received, sent, bytes_in, bytes_out, wanted, owed
+
+    # ------------------------------------------------------------------ pausing peers
+
+    def paused_peers(self) -> set[str]:
+        return {p for p, s in self.ledger.state.peers.items() if s.paused}
+
+    async def set_paused(self, peer: str, paused: bool) -> None:
+        """Pause syncing with a peer (its session ends, none starts until resumed) or resume it; journaled,
+        so a restart keeps it. KeyError for a peer the journal does not know."""
+        if peer not in self.ledger.state.peers:
+            raise KeyError(peer)
+        if paused:
+            await self.ledger.record(Event.of(PeerPaused(), peer=peer))
+            session = self.sessions.get(peer)
+            if session is not None:
+                session.close("paused by user")
+            log.info("peer %s: paused", peer[:10])
+        else:
+            await self.ledger.record(Event.of(PeerResumed(), peer=peer))
+            self.directory.wake(peer)
+            log.info("peer %s: resumed", peer[:10])
 
     def _write_tickets(self) -> None:
         address = self.ticket_address()
@@ -285,7 +393,7 @@ class Agent:
             control = await (conn.open_control() if initiator else conn.accept_control(timeout=HANDSHAKE_TIMEOUT))
             handshake = await authenticate(
                 control, key=self._key, our_id=self.our_id, their_id=peer, initiator=initiator,
-                timeout=HANDSHAKE_TIMEOUT, boot_id=self.boot_id,
+                timeout=HANDSHAKE_TIMEOUT, boot_id=self.boot_id, random_bytes=self.environment.random_bytes,
             )  # fmt: skip
         except AuthenticationFailed as exc:
             self.limiter.record_failure(peer)
@@ -301,6 +409,12 @@ class Agent:
             conn.close("handshake failed")
             return
         self.limiter.record_success(peer)
+        if self.ledger.state.peer(peer).paused:
+            with contextlib.suppress(TransportError):
+                await control.write_message(peer_pb2.Goodbye(reason="paused"), timeout=2.0)
+                await control.finish()
+            conn.close("paused")
+            return
         if address is None:
             await self.directory.learn(_observed_address(conn), via="incoming")
         await self._local_store_journaled()
@@ -350,6 +464,28 @@ class Agent:
             existing.close("peer restarted" if restarted else "replaced by the connection both ends keep")
             await existing.ended.wait()
         return True
+
+
+async def _reach_store(config: Config, resources: AsyncExitStack) -> CanClient:
+    """The configured store, or the embedded one started now; a wrong sync_api_key ends the start here,
+    where a person reads it: nothing could work with it."""
+    url, sync_key = config.can_service_url, config.sync_api_key
+    if url is None:
+        sync_key = embedded_sync_key(config.data_dir, sync_key)
+        store = await EmbeddedStore.start(config.embedded_store_root, port=config.store_port, sync_key=sync_key)
+        resources.push_async_callback(store.stop)
+        url = store.url
+    if not sync_key:
+        raise ConfigError("sync_api_key is not set: it must match sync_api_key in the CAN Service's config.yaml")
+    can = CanClient(url, sync_key)
+    resources.push_async_callback(can.aclose)
+    try:
+        await can.hashes(since=PROBE_SINCE)  # asks for nothing: only whether the store takes our key
+    except CanServiceAuthError:
+        raise
+    except CanServiceError as exc:
+        log.warning("the local store does not answer yet (%s); the agent waits for it", exc)
+    return can
 
 
 async def _close_stale_links(ledger: Ledger) -> None:

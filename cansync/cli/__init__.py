@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cansync.cli.status_cmd",
     "cansync.cli.ticket_cmd",
     "cansync.cli.rendezvous_cmd",
+    "cansync.cli.peer_cmd",
 )
 
 

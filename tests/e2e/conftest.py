@@ -26,15 +26,15 @@ class Node:
     def api(self) -> str:
         return self.store.api
 
-    def start_agent(self, **settings: object) -> AgentProcess:
+    def start_agent(self, *, log_level: str = "DEBUG", **settings: object) -> AgentProcess:
         write_agent_config(
             self.home,
             sync_passphrase=settings.pop("sync_passphrase", PASSPHRASE),
             can_service_url=self.store.url,
-            sync_api_key=SYNC_KEY,
+            sync_api_key=settings.pop("sync_api_key", SYNC_KEY),
             **settings,
         )
-        self.agent = start_agent(self.home, self.name)
+        self.agent = start_agent(self.home, self.name, log_level=log_level)
         return self.agent
 
 

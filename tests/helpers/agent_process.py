@@ -93,6 +93,7 @@ def write_agent_config(home: Path, **settings: Any) -> Path:
         "lan_discovery": False,
         "poll_interval_secs": 1,
         "ticket_file": str(home / "ticket.json"),
+        "web_addr": "",  # several agents share one machine in a test: a test that wants the dashboard sets a port
     }
     config.update({k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()})
     path = home / "config.yaml"
@@ -100,7 +101,9 @@ def write_agent_config(home: Path, **settings: Any) -> Path:
     return path
 
 
-def start_agent(home: Path, name: str, *, timeout: float = 30.0, env: dict[str, str] | None = None) -> AgentProcess:
+def start_agent(
+    home: Path, name: str, *, timeout: float = 30.0, env: dict[str, str] | None = None, log_level: str = "DEBUG"
+) -> AgentProcess:
     """Start `cansync run -c home/config.yaml` and wait until it reports its endpoint id."""
     config_path = home / "config.yaml"
     ready = home / "ready"
@@ -109,7 +112,7 @@ def start_agent(home: Path, name: str, *, timeout: float = 30.0, env: dict[str, 
     log = open(log_path, "ab")  # noqa: SIM115  (the child keeps it)
     process = subprocess.Popen(
         [sys.executable, "-c", _LAUNCH, "run", "-c", str(config_path), "--ready-file", str(ready),
-         "--log-level", "DEBUG"],
+         "--log-level", log_level],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
