@@ -16,7 +16,9 @@ number per peer, so replaying a journal twice, or a snapshot plus its tail, land
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from cansync.core.commands import (
@@ -34,18 +36,15 @@ from cansync.core.events import (
     Event,
     EventKind,
     Fault,
-    HashesAdvertised,
     MetadataSuperseded,
     PeerConnected,
     PeerDiscovered,
-    TransferCompleted,
     TransferFailed,
     TransferRequested,
-    TransferStarted,
 )
-from cansync.core.ids import is_asset_id
+from cansync.core.ids import ASSET_ID_LENGTH, NOT_HEX, is_asset_id
 from cansync.core.metadata import MetaValue
-from cansync.core.peer_state import LinkStatus, PeerState, Transfer, TransferStatus
+from cansync.core.peer_state import ACTIVE_STATUSES, LinkStatus, PeerState, Transfer, TransferStatus
 
 MAX_FAILURES_PER_PEER = 3
 """After this many failures of one asset that were one peer's fault, stop asking that peer for it."""
@@ -58,6 +57,9 @@ LOCAL_RETRY_MS = 5_000
 """After a failure of our own (disk full, store down), wait this long before asking again."""
 
 SNAPSHOT_VERSION = 3
+CHECKED_IDS_KEPT = 4096
+_KEEP = object()  # _set_incoming: leave the transfer's pending record as it is
+NO_RECORD: Mapping[str, Any] = MappingProxyType({})  # a verified transfer whose sender sent no record
 
 
 class SnapshotError(ValueError):
@@ -73,16 +75,17 @@ class SyncState:
         self.local_seq = 0  # newest seq folded of the events that name no peer (our own store)
         self.store_watermark = 0  # our store's change clock that the journal has caught up with
         self.failures = {fault.value: 0 for fault in Fault}  # failed transfers, by whose fault
-        # Indexes over the peers' incoming transfers (rebuilt from them, never stored): by asset, the
-        # peers whose transfer is in flight, the peers whose verified copy waits for its push into our
-        # store, and the assets some failure asked to pause.
-        self._active: dict[str, set[str]] = {}
-        self._pushes: dict[str, set[str]] = {}
+        # Counts over the peers' incoming transfers (rebuilt from them, never stored): by asset, how many
+        # peers' transfers are in flight and how many verified copies wait for their push into our store;
+        # and the assets some failure asked to pause. PeerState.active_in counts per peer.
+        self._active: dict[str, int] = {}  # asset -> peers whose transfer of it is in flight
+        self._pushing: dict[str, int] = {}  # asset -> peers whose verified copy waits for its push
         self._paused: set[str] = set()
         # Transient planning queues (live only): per peer, in arrival order, assets that became worth
         # asking it for. Not state: a replay builds none, and a restart plans from the peers that
         # authenticate anew.
         self._candidates: dict[str, dict[str, None]] = {}
+        self._checked_ids: OrderedDict[str, None] = OrderedDict()  # recently folded asset ids, oldest first
         self._emit = True  # False while replaying: handlers update state and skip building commands
         self._handlers: dict[EventKind, Callable[[Event, PeerState | None], list[Command]]] = {
             EventKind.PEER_DISCOVERED: self._peer_discovered,
@@ -121,25 +124,35 @@ class SyncState:
             self._emit = True
 
     def _fold(self, event: Event) -> list[Command]:
+        # attribute reads kept in locals: this runs once per journaled event on every replay
+        seq = event.seq
+        peer = event.peer
         peer_state: PeerState | None = None
-        if event.peer is not None:
-            peer_state = self.peers.get(event.peer)
+        if peer is not None:
+            peer_state = self.peers.get(peer)
             if peer_state is None:
-                peer_state = self.peers[event.peer] = PeerState(event.peer)
-            if event.seq:
-                if event.seq <= peer_state.last_seq:
+                peer_state = self.peers[peer] = PeerState(peer)
+            if seq:
+                if seq <= peer_state.last_seq:
                     return []
-                peer_state.last_seq = event.seq
+                peer_state.last_seq = seq
             if event.time_ms > peer_state.last_event_ms:
                 peer_state.last_event_ms = event.time_ms
-        elif event.seq:
-            if event.seq <= self.local_seq:
+        elif seq:
+            if seq <= self.local_seq:
                 return []
-            self.local_seq = event.seq
-        if event.seq > self.last_seq:
-            self.last_seq = event.seq
-        if event.hash is not None and not is_asset_id(event.hash):
-            return []  # not an asset id (journaled before peer input was checked): nothing to act on
+            self.local_seq = seq
+        if seq > self.last_seq:
+            self.last_seq = seq
+        asset = event.hash
+        if asset is not None and asset not in self._checked_ids:
+            if len(asset) != ASSET_ID_LENGTH or asset.translate(NOT_HEX):
+                return []  # not an asset id (journaled before peer input was checked): nothing to act on
+            # a transfer's events name its asset several times in a row: remember the last ids checked
+            checked = self._checked_ids
+            checked[asset] = None
+            if len(checked) > CHECKED_IDS_KEPT:
+                checked.popitem(last=False)
         return self._handlers[event.kind](event, peer_state)
 
     def apply_all(self, events: Iterable[Event]) -> list[Command]:
@@ -163,11 +176,7 @@ class SyncState:
                 self._mark_holders(asset)
         if not any(self._candidates.values()):
             return []
-        load = {peer: 0 for peer in self.authenticated_peers()}
-        for peers in self._active.values():
-            for peer in peers:
-                if peer in load:
-                    load[peer] += 1
+        load = {peer: self.peers[peer].active_in for peer in self.authenticated_peers()}
         queues = {
             peer: queue
             for peer in sorted(load)
@@ -227,12 +236,13 @@ class SyncState:
 
     def _pending_pushes(self) -> list[tuple[str, str, Any]]:
         pending = []
-        for asset in sorted(self._pushes):
+        for asset in sorted(self._pushing):
             if asset in self.local:
                 continue
-            for peer in sorted(self._pushes[asset]):
-                transfer = self.peers[peer].incoming[asset]
-                pending.append((asset, peer, transfer))
+            for peer, state in sorted(self.peers.items()):
+                transfer = state.incoming.get(asset)
+                if transfer is not None and transfer.meta is not None and transfer.status is TransferStatus.COMPLETED:
+                    pending.append((asset, peer, transfer))
         return pending
 
     # ------------------------------------------------------------------ queries
@@ -256,15 +266,15 @@ class SyncState:
 
     def claimed(self, asset: str) -> bool:
         """Is this asset being fetched (a transfer in flight) or stored (verified, its push due)?"""
-        return asset not in self.local and bool(self._active.get(asset) or self._pushes.get(asset))
+        return asset not in self.local and (asset in self._active or asset in self._pushing)
 
     def incoming_active(self, asset: str) -> bool:
         """Is some peer sending us this asset right now (requested and not yet ended)?"""
-        return bool(self._active.get(asset))
+        return asset in self._active
 
     def storing(self) -> list[str]:
         """Assets verified and staged whose push into our store is still due."""
-        return [a for a, peers in sorted(self._pushes.items()) if peers and a not in self.local]
+        return [a for a in sorted(self._pushing) if a not in self.local]
 
     def may_be_staged(self) -> set[str]:
         """Assets whose staged bytes may still be needed: not in our store, and some peer began sending them."""
@@ -351,9 +361,7 @@ class SyncState:
             state.peers = {p: PeerState.from_data(p, s) for p, s in data["peers"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"snapshot is damaged: {exc!r}") from exc
-        for peer_state in state.peers.values():
-            for asset, transfer in peer_state.incoming.items():
-                state._index(peer_state.peer, asset, transfer)
+        state._recount()
         return state
 
     def __eq__(self, other: object) -> bool:
@@ -388,25 +396,55 @@ class SyncState:
         for peer in others or holders:
             self._mark(peer, asset)
 
-    def _set_incoming(self, state: PeerState, asset: str, transfer: Transfer, status: TransferStatus) -> None:
-        """Every change of an incoming transfer goes through here, so the indexes stay exact."""
+    def _set_incoming(
+        self, state: PeerState, asset: str, transfer: Transfer, status: TransferStatus, meta: Any
+    ) -> None:
+        """Every change of an incoming transfer's status or pending record goes through here, so the
+        counts stay exact. Written out, not factored into helpers: it runs for every transfer event of a
+        replay, and each Python call costs more than the work itself."""
+        if state.incoming.get(asset) is transfer:
+            old = transfer.status
+            was_active = old in ACTIVE_STATUSES
+            was_pushing = old is TransferStatus.COMPLETED and transfer.meta is not None
+        else:
+            state.incoming[asset] = transfer
+            was_active = was_pushing = False
         transfer.status = status
-        state.incoming[asset] = transfer
-        self._index(state.peer, asset, transfer)
-
-    def _index(self, peer: str, asset: str, transfer: Transfer) -> None:
-        for index, member in (
-            (self._active, transfer.status.active),
-            (self._pushes, transfer.meta is not None and transfer.status is TransferStatus.COMPLETED),
-        ):
-            if member:
-                index.setdefault(asset, set()).add(peer)
-            elif asset in index:
-                index[asset].discard(peer)
-                if not index[asset]:
-                    del index[asset]
+        if meta is not _KEEP:
+            transfer.meta = meta
+        is_active = status in ACTIVE_STATUSES
+        if is_active is not was_active:
+            step = 1 if is_active else -1
+            state.active_in += step
+            left = self._active.get(asset, 0) + step
+            if left > 0:
+                self._active[asset] = left
+            else:
+                self._active.pop(asset, None)
+        is_pushing = status is TransferStatus.COMPLETED and transfer.meta is not None
+        if is_pushing is not was_pushing:
+            left = self._pushing.get(asset, 0) + (1 if is_pushing else -1)
+            if left > 0:
+                self._pushing[asset] = left
+            else:
+                self._pushing.pop(asset, None)
         if transfer.defer_until:
             self._paused.add(asset)
+
+    def _recount(self) -> None:
+        """Rebuild the counts from the peers' transfers (after loading a snapshot)."""
+        self._active.clear()
+        self._pushing.clear()
+        for state in self.peers.values():
+            state.active_in = 0
+            for asset, transfer in state.incoming.items():
+                if transfer.status in ACTIVE_STATUSES:
+                    state.active_in += 1
+                    self._active[asset] = self._active.get(asset, 0) + 1
+                elif transfer.status is TransferStatus.COMPLETED and transfer.meta is not None:
+                    self._pushing[asset] = self._pushing.get(asset, 0) + 1
+                if transfer.defer_until:
+                    self._paused.add(asset)
 
     # ------------------------------------------------------------------ handlers: peers
 
@@ -465,7 +503,7 @@ class SyncState:
                 transfer.status = TransferStatus.INTERRUPTED
         for asset, transfer in sorted(state.incoming.items()):
             if transfer.status.active:
-                self._set_incoming(state, asset, transfer, TransferStatus.INTERRUPTED)
+                self._set_incoming(state, asset, transfer, TransferStatus.INTERRUPTED, _KEEP)
                 self._mark_holders(asset, avoid=state.peer)
         self._candidates.pop(state.peer, None)
 
@@ -489,12 +527,13 @@ class SyncState:
 
     def _hashes_advertised(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None
-        payload = HashesAdvertised.from_data(event.data)
-        hashes = [h for h in payload.hashes if is_asset_id(h)]
+        data = event.data
+        hashes = [h for h in data.get("hashes") or () if is_asset_id(h)]
         state.has.update(hashes)
         state.said_has.update(hashes)
-        if payload.watermark > state.their_watermark:
-            state.their_watermark = payload.watermark
+        watermark = int(data.get("watermark", 0))
+        if watermark > state.their_watermark:
+            state.their_watermark = watermark
         if event.time_ms > state.last_sync_ms:
             state.last_sync_ms = event.time_ms
         if self._emit and state.link is LinkStatus.AUTHENTICATED:
@@ -529,36 +568,51 @@ class SyncState:
     # ------------------------------------------------------------------ handlers: transfers
 
     def _transfer_requested(self, event: Event, state: PeerState | None) -> list[Command]:
+        # the hot transfer handlers read the data as TransferRequested & co. define it, without building
+        # the payload objects: a replay folds millions of these
         assert state is not None and event.hash is not None
         asset = event.hash
-        payload = TransferRequested.from_data(event.data)
-        if payload.direction is Direction.OUT:
+        data = event.data
+        offset = int(data.get("offset", 0))
+        if data.get("direction") == Direction.OUT:
+            request_id = int(data.get("request_id", 0))
             previous = state.outgoing.get(asset)
             state.outgoing[asset] = Transfer(
-                TransferStatus.REQUESTED, payload.offset, previous.size if previous else None,
-                previous.failures if previous else 0, request_id=payload.request_id,
+                TransferStatus.REQUESTED, offset, previous.size if previous else None,
+                previous.failures if previous else 0, request_id=request_id,
             )  # fmt: skip
-            return [SendAsset(state.peer, asset, payload.offset, payload.request_id)] if self._emit else []
-        transfer = state.incoming.get(asset) or Transfer(TransferStatus.REQUESTED)
-        transfer.offset, transfer.offset_seq = payload.offset, event.seq
-        transfer.request_id = event.seq
-        transfer.meta = None
-        self._set_incoming(state, asset, transfer, TransferStatus.REQUESTED)
-        return [RequestAsset(state.peer, asset, payload.offset, event.seq)] if self._emit else []
+            return [SendAsset(state.peer, asset, offset, request_id)] if self._emit else []
+        transfer = state.incoming.get(asset)
+        if transfer is None:  # the usual case, counted here without the general path: replays are full of it
+            transfer = state.incoming[asset] = Transfer(TransferStatus.REQUESTED)
+            state.active_in += 1
+            self._active[asset] = self._active.get(asset, 0) + 1
+        else:
+            self._set_incoming(state, asset, transfer, TransferStatus.REQUESTED, None)
+        transfer.offset = offset
+        transfer.offset_seq = transfer.request_id = event.seq
+        return [RequestAsset(state.peer, asset, offset, event.seq)] if self._emit else []
 
     def _transfer_started(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        payload = TransferStarted.from_data(event.data)
-        if payload.direction is Direction.OUT:
+        data = event.data
+        offset = int(data.get("offset", 0))
+        if data.get("direction") == Direction.OUT:
             transfer = state.outgoing.setdefault(event.hash, Transfer(TransferStatus.STARTED))
             transfer.status = TransferStatus.STARTED
         else:
-            transfer = state.incoming.get(event.hash) or Transfer(TransferStatus.STARTED)
+            known = state.incoming.get(event.hash)
+            if known is not None and known.status in ACTIVE_STATUSES:
+                known.status = TransferStatus.STARTED  # in flight before and after: no count changes
+                transfer = known
+            else:
+                transfer = known or Transfer(TransferStatus.STARTED)
+                self._set_incoming(state, event.hash, transfer, TransferStatus.STARTED, _KEEP)
             transfer.offset_seq = event.seq  # the receiver cut its staging back to `offset`
-            self._set_incoming(state, event.hash, transfer, TransferStatus.STARTED)
-        transfer.offset = payload.offset
-        if payload.size is not None:
-            transfer.size = payload.size
+        transfer.offset = offset
+        size = data.get("size")
+        if size is not None:
+            transfer.size = int(size)
         transfer.discarded = False
         return []
 
@@ -569,40 +623,58 @@ class SyncState:
             transfer = state.outgoing.setdefault(event.hash, Transfer(TransferStatus.CHECKPOINTED))
             transfer.status = TransferStatus.CHECKPOINTED
         else:
-            transfer = state.incoming.get(event.hash) or Transfer(TransferStatus.CHECKPOINTED)
+            known = state.incoming.get(event.hash)
+            if known is not None and known.status in ACTIVE_STATUSES:
+                known.status = TransferStatus.CHECKPOINTED  # in flight before and after: no count changes
+                transfer = known
+            else:
+                transfer = known or Transfer(TransferStatus.CHECKPOINTED)
+                self._set_incoming(state, event.hash, transfer, TransferStatus.CHECKPOINTED, _KEEP)
             transfer.offset_seq = event.seq
-            self._set_incoming(state, event.hash, transfer, TransferStatus.CHECKPOINTED)
         transfer.offset = offset
         return []
 
     def _transfer_completed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
         asset = event.hash
-        payload = TransferCompleted.from_data(event.data)
+        data = event.data
+        size, sent = data.get("size"), data.get("sent")
         if event.time_ms > state.last_sync_ms:
             state.last_sync_ms = event.time_ms
         state.has.add(asset)  # either it sent us the asset, or it now holds what we sent
-        if payload.direction is Direction.OUT:
+        if data.get("direction") == Direction.OUT:
             transfer = state.outgoing.setdefault(asset, Transfer(TransferStatus.COMPLETED))
             transfer.status = TransferStatus.COMPLETED
-            if payload.size is not None:
-                transfer.size = transfer.offset = payload.size
-            state.bytes_out += payload.sent if payload.sent is not None else (transfer.size or 0)
+            if size is not None:
+                transfer.size = transfer.offset = int(size)
+            state.bytes_out += int(sent) if sent is not None else (transfer.size or 0)
             return []
         transfer = state.incoming.get(asset) or Transfer(TransferStatus.COMPLETED)
-        if payload.size is not None:
-            transfer.size = transfer.offset = payload.size
+        if size is not None:
+            transfer.size = transfer.offset = int(size)
             transfer.offset_seq = event.seq
         state.received_from.add(asset)  # marked before our store hears of it: no echo race
         state.said_has.add(asset)
-        state.bytes_in += payload.sent if payload.sent is not None else (transfer.size or 0)
-        # verified and staged: the asset stays claimed until its push into our store lands
-        transfer.meta = dict(payload.meta or {})  # kept whether or not our store already has it: no order
+        state.bytes_in += int(sent) if sent is not None else (transfer.size or 0)
+        # verified and staged: the asset stays claimed until its push into our store lands; the record
+        # is kept whether or not our store already has it, so the fold does not depend on order
         transfer.retry_ms = 0
-        self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED)
+        record = data.get("meta") or NO_RECORD
+        if transfer.status in ACTIVE_STATUSES and state.incoming.get(asset) is transfer:
+            # the usual case, counted here without the general path: in flight -> verified, push due
+            transfer.status, transfer.meta = TransferStatus.COMPLETED, record
+            state.active_in -= 1
+            left = self._active[asset] - 1
+            if left:
+                self._active[asset] = left
+            else:
+                del self._active[asset]
+            self._pushing[asset] = self._pushing.get(asset, 0) + 1
+        else:
+            self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED, record)
         if asset in self.local or not self._emit:
             return []
-        return [StoreAsset(state.peer, asset, transfer.meta)]
+        return [StoreAsset(state.peer, asset, transfer.meta or {})]
 
     def _transfer_failed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
@@ -621,7 +693,6 @@ class SyncState:
             # the verified bytes stay staged and claimed: only the push is tried again, a little later
             transfer.retry_ms = event.time_ms + LOCAL_RETRY_MS
             return []
-        transfer.meta = None
         transfer.discarded = payload.discard
         if payload.discard:
             transfer.offset = 0
@@ -629,7 +700,7 @@ class SyncState:
         if payload.defer:
             transfer.defer_until = event.time_ms + LOCAL_RETRY_MS  # asking at once would fail the same way
             transfer.defer_seq = event.seq
-        self._set_incoming(state, asset, transfer, TransferStatus.FAILED)
+        self._set_incoming(state, asset, transfer, TransferStatus.FAILED, None)
         if not payload.defer:
             self._mark_holders(asset, avoid=state.peer)
         return []
@@ -643,8 +714,16 @@ class SyncState:
         state.received_from.add(asset)
         transfer = state.incoming.get(asset)
         if transfer is not None:
-            transfer.meta = None  # the push landed
-            self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED)
+            if transfer.status is TransferStatus.COMPLETED and transfer.meta is not None:
+                # the usual case, counted here without the general path: the push landed
+                transfer.meta = None
+                left = self._pushing[asset] - 1
+                if left:
+                    self._pushing[asset] = left
+                else:
+                    del self._pushing[asset]
+            else:
+                self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED, None)
         if not self._emit:
             return []
         # Tell the other peers: they may lack it. Never the peer it came from.

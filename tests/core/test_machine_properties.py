@@ -121,3 +121,20 @@ def test_a_quiet_replay_lands_on_the_same_state_as_acting_on_every_event(streams
     acting = SyncState()
     acting.apply_all(events)
     assert fold(events) == acting
+
+
+@settings(max_examples=200)
+@given(data=st.data(), streams=journal())
+def test_the_claim_counts_kept_along_the_fold_equal_counting_afresh(data, streams):
+    """The fold keeps per-asset counts of transfers in flight and pushes due as it goes (fast paths for
+    the usual transitions); a snapshot load counts them from the transfers. Both must agree, always."""
+    events = merge(streams, data.draw(interleaving({k: len(v) for k, v in streams.items()})))
+    state = SyncState()
+    for event in events:
+        state.apply(event)
+        recounted = SyncState.from_snapshot(state.to_snapshot())
+        assert state._active == recounted._active
+        assert state._pushing == recounted._pushing
+        assert {p: s.active_in for p, s in state.peers.items()} == {
+            p: s.active_in for p, s in recounted.peers.items()
+        }
