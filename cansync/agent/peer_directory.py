@@ -177,6 +177,7 @@ class PeerDirectory:
                     if error is None:
                         served = True
                     elif isinstance(error, TransportError | JournalError | LedgerError):
+                        log.debug("peer %s: one dial failed: %s", peer[:10], error)
                         failure = error
                     else:
                         log.error("peer %s: dial failed unexpectedly", peer[:10], exc_info=error)

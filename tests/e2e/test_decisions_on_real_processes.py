@@ -1,0 +1,63 @@
+"""The core's decisions, seen from outside on real processes: in a mesh each asset arrives once per
+receiver, and a library of small files crosses with one request per asset and nothing failing."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.e2e.conftest import SYNC_KEY, Cluster, Node
+from tests.helpers.assets import ingest, make_bytes, store_digests
+from tests.helpers.journal_db import journal_rows
+from tests.helpers.store_process import wait_until
+
+KiB = 1024
+
+
+def received_marks(node: Node) -> Counter[str]:
+    return Counter(h for (h,) in journal_rows(node.home, "SELECT hash FROM events WHERE kind='asset_received'"))
+
+
+@pytest.mark.parametrize("order", ["abc", "cba"])
+def test_in_a_mesh_of_three_each_asset_is_received_once_by_each_receiver(cluster: Cluster, order: str):
+    nodes = {name: cluster.add(name) for name in "abc"}
+    owned: dict[str, set[str]] = {}
+    for index, (name, node) in enumerate(sorted(nodes.items())):
+        owned[name] = {ingest(node.api, make_bytes(100 * index + n, 40 * KiB), f"{name}{n}.bin") for n in range(5)}
+    union = set().union(*owned.values())
+    first = nodes[order[0]]
+    first.start_agent()
+    for name in order[1:]:  # each dials the first; peer exchange makes the mesh
+        nodes[name].start_agent(connect_ticket_file=first.home / "ticket.json")
+    for node in nodes.values():
+        assert wait_until(lambda n=node: set(store_digests(n.store.url, SYNC_KEY)) == union, timeout=60), node.name
+    for name, node in nodes.items():
+        marks = received_marks(node)
+        assert set(marks) == union - owned[name], name
+        assert max(marks.values()) == 1, f"{name} received {[h[:8] for h, c in marks.items() if c > 1]} twice"
+
+
+def test_two_thousand_small_files_cross_with_one_request_each_and_nothing_failing(cluster: Cluster):
+    a, b = cluster.add("a"), cluster.add("b")
+    rng = random.Random(2000)
+    sizes = [rng.randint(1 * KiB, 16 * KiB) for _ in range(2000)]
+    with ThreadPoolExecutor(8) as pool:
+        hashes = set(pool.map(lambda n: ingest(a.api, make_bytes(10_000 + n, sizes[n]), f"s{n}.bin"), range(2000)))
+    assert len(hashes) == 2000
+    a.start_agent()
+    b.start_agent(connect_ticket_file=a.home / "ticket.json")
+    assert wait_until(lambda: set(store_digests(b.store.url, SYNC_KEY)) == hashes, timeout=240, interval=1)
+    requests = journal_rows(
+        b.home, "SELECT count(*) FROM events WHERE kind='transfer_requested' AND json_extract(data,'$.direction')='in'"
+    )[0][0]
+    failed = journal_rows(b.home, "SELECT hash, data FROM events WHERE kind='transfer_failed'")
+    errors = journal_rows(b.home, "SELECT data FROM events WHERE kind='peer_protocol_error'")
+    errors += journal_rows(a.home, "SELECT data FROM events WHERE kind='peer_protocol_error'")
+    print(f"2,000 assets: {requests} requests ({requests / 2000:.3f} per asset), {len(failed)} failed")
+    assert requests <= 1.02 * 2000, requests
+    assert failed == [], failed[:5]
+    assert errors == [], errors[:5]
+    assert max(received_marks(b).values()) == 1
