@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    KiB,
     Cluster,
+    KiB,
     bench_workdir,
     last_seq,
     load_avg,
@@ -77,9 +77,11 @@ def main() -> int:
                 a.start_agent(connect_to=b)
                 second_launched_ms = int(time.time() * 1000)
                 b.start_agent(connect_to=a)
-                back = wait_until(
-                    lambda: all(authenticated_after(n.home, seqs[n.name]) for n in (a, b)), timeout=30, interval=0.05
-                )
+
+                def both_back(after: dict[str, int] = seqs) -> bool:
+                    return all(authenticated_after(n.home, after[n.name]) for n in (a, b))
+
+                back = wait_until(both_back, timeout=30, interval=0.05)
                 if not back:
                     raise SystemExit(f"run {run}: not back in session within 30 s")
                 met_ms = max(authenticated_after(n.home, seqs[n.name]) or 0 for n in (a, b))

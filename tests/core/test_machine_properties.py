@@ -135,6 +135,4 @@ def test_the_claim_counts_kept_along_the_fold_equal_counting_afresh(data, stream
         recounted = SyncState.from_snapshot(state.to_snapshot())
         assert state._active == recounted._active
         assert state._pushing == recounted._pushing
-        assert {p: s.active_in for p, s in state.peers.items()} == {
-            p: s.active_in for p, s in recounted.peers.items()
-        }
+        assert {p: s.active_in for p, s in state.peers.items()} == {p: s.active_in for p, s in recounted.peers.items()}
