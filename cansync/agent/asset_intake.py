@@ -4,6 +4,9 @@ A transfer that arrived whole and hashed right is journaled as completed; the ma
 push (StoreAsset), here, apart from any session: a link that drops after the last byte no longer
 matters, and a push our store could not take is tried again from the same staged file. Only after the
 store has the asset is it marked received and its staged file removed.
+
+Pushes are taken from the queue in groups (many small assets arrive together): each group's marks are
+journaled in one record, and a store with a batch route takes the group in one request.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cansync.wire.peer_messages import meta_from_record
 log = logging.getLogger(__name__)
 
 PARALLEL_PUSHES = 4
+PUSHES_PER_GROUP = 64
 
 
 class AssetIntake:
@@ -39,27 +43,33 @@ class AssetIntake:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             while True:
-                command = await self.queue.get()
-                if command.hash in self._busy:
+                group_of = [await self.queue.get()]
+                while len(group_of) < PUSHES_PER_GROUP and not self.queue.empty():
+                    group_of.append(self.queue.get_nowait())
+                fresh = {c.hash: c for c in group_of if c.hash not in self._busy}
+                if not fresh:
                     continue
                 await self._slots.acquire()
-                self._busy.add(command.hash)
-                group.create_task(self._push(command), name=f"push-{command.hash[:8]}")
+                self._busy.update(fresh)
+                group.create_task(self._push_group(list(fresh.values())), name=f"push-{len(fresh)}")
 
-    async def _push(self, command: StoreAsset) -> None:
-        asset = command.hash
+    async def _push_group(self, commands: list[StoreAsset]) -> None:
         try:
-            event = await self._store(command)
+            events = [await self._store(command) for command in commands]
             try:
-                await self.ledger.record(event)
-            except Exception as exc:  # noqa: BLE001 - the asset stays pending in the state: retried later
-                log.error("could not journal the push of %s: %s", asset[:12], exc)
+                await self.ledger.record(*events)
+            except Exception as exc:  # noqa: BLE001 - the assets stay pending in the state: retried later
+                log.error("could not journal %d push(es): %s", len(events), exc)
                 return
-            if event.kind is EventKind.ASSET_RECEIVED:
-                await asyncio.to_thread(self.staging.discard, asset)
+            landed = [e.hash for e in events if e.kind is EventKind.ASSET_RECEIVED and e.hash is not None]
+            await asyncio.to_thread(self._discard_all, landed)
         finally:
-            self._busy.discard(asset)
+            self._busy.difference_update(c.hash for c in commands)
             self._slots.release()
+
+    def _discard_all(self, assets: list[str]) -> None:
+        for asset in assets:
+            self.staging.discard(asset)
 
     async def _store(self, command: StoreAsset) -> Event:
         asset, peer = command.hash, command.peer

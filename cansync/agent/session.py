@@ -14,8 +14,10 @@ the session ends, all of them end with it, before its disconnect is journaled.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from cansync.agent.ledger import Ledger
@@ -30,6 +32,8 @@ from cansync.core.links import Link
 from cansync.core.machine import SyncState
 from cansync.core.metadata import MetaValue
 from cansync.core.protocol import (
+    ASSETS_PER_STREAM,
+    SMALL_ASSET_BYTES,
     Admission,
     AdmissionVerdict,
     AnswerDigests,
@@ -58,6 +62,7 @@ CHUNK_BYTES = 4 * 1024 * 1024
 TICK_SECS = 1.0
 STORE_RETRY_SECS = 2.0
 TRANSFER_READ_TIMEOUT = 30.0
+SMALL_BATCH_BYTES = 4 * 1024 * 1024  # small assets held in memory before they are staged and journaled
 
 T = TypeVar("T")
 
@@ -283,39 +288,67 @@ class PeerSession:
         while True:
             await self._sends.wait()
             self._sends.clear()
-            while (job := self.protocol.next_send()) is not None:
-                group.create_task(self._send(job), name=f"send-{job.hash[:8]}-{self.short}")
+            while jobs := self.protocol.next_sends():
+                group.create_task(self._send_stream(jobs), name=f"send-{jobs[0].hash[:8]}-{self.short}")
 
-    async def _send(self, job: SendJob) -> None:
+    async def _send_stream(self, jobs: list[SendJob]) -> None:
+        """Send these assets one after another on one stream, pulled from our store in one request. Each
+        finished asset is journaled as it ends (small ones together, when the stream ends)."""
+        pending = {job.hash: job for job in jobs}  # not yet finished, the one streaming now included
+        finished: list[Event] = []
+        writer = None
         try:
-            events = await self._stream_asset(job)
-        except TransportError as exc:
-            events = self.protocol.send_failed(job, Failure.LINK_LOST, _describe(exc))
-        except (CanServiceError, OSError) as exc:
-            events = self.protocol.send_unavailable(job, f"our store could not give it: {_describe(exc)}")
-            self._output.set()
-        self._sends.set()
-        await self.ledger.record(*events)
-
-    async def _stream_asset(self, job: SendJob) -> list[Event]:
-        async with self.can.pull([job.hash], offset=job.offset) as pulled:
-            async for item in pulled:
-                if not item.found:
-                    self._output.set()
-                    return self.protocol.send_unavailable(job, "not in the store")
-                size = item.meta.size
-                start = min(item.item.offset, size)
-                await self.ledger.record(*self.protocol.send_started(job, start, size))
-                writer = await self.conn.open_transfer()
-                await writer.write_message(encode_asset_header(item.meta, start, job.request_id))
-                sent = 0
-                async for chunk in item.content(CHUNK_BYTES):
-                    await writer.write_chunk(chunk)
-                    sent += len(chunk)
-                await writer.write_message(peer_pb2.AssetEnd(hash=job.hash, total=sent))
+            async with self.can.pull(list(pending), offset=jobs[0].offset) as pulled:
+                async for item in pulled:
+                    job = pending.get(item.hash)
+                    if job is None:
+                        continue  # not asked for (a store answering more than asked): skip its bytes
+                    del pending[item.hash]
+                    pending[item.hash] = job  # (moved last: if this stream fails, it is among the unsent)
+                    if not item.found:
+                        del pending[item.hash]
+                        self._output.set()
+                        finished += self.protocol.send_unavailable(job, "not in the store")
+                        continue
+                    if writer is None:
+                        writer = await self.conn.open_transfer()
+                    size = item.meta.size
+                    start = min(item.item.offset, size)
+                    if size > SMALL_ASSET_BYTES:  # long enough to show in flight: say it started
+                        await self.ledger.record(*self.protocol.send_started(job, start, size))
+                    await writer.write_message(encode_asset_header(item.meta, start, job.request_id))
+                    sent = 0
+                    async for chunk in item.content(CHUNK_BYTES):
+                        await writer.write_chunk(chunk)
+                        sent += len(chunk)
+                    await writer.write_message(peer_pb2.AssetEnd(hash=job.hash, total=sent))
+                    del pending[item.hash]
+                    done = self.protocol.send_finished(job, size, sent)
+                    if size > SMALL_ASSET_BYTES:
+                        await self.ledger.record(*done)
+                    else:
+                        finished += done
+            if writer is not None:
                 await writer.finish()
-                return self.protocol.send_finished(job, size, sent)
-        return self.protocol.send_unavailable(job, "not in the store")
+            for job in pending.values():  # named in the pull, absent from its answer
+                self._output.set()
+                finished += self.protocol.send_unavailable(job, "not in the store")
+        except TransportError as exc:
+            # the stream broke (the peer stopped it, or it stalled): the peer cannot tell which of its
+            # requests rode on it, so say so for each, on the control stream
+            self._output.set()
+            for job in pending.values():
+                reason = f"its stream failed: {_describe(exc)}"
+                finished += self.protocol.send_unavailable(job, reason, Failure.LINK_LOST)
+        except (CanServiceError, OSError) as exc:
+            self._output.set()
+            for job in pending.values():
+                finished += self.protocol.send_unavailable(job, f"our store could not give it: {_describe(exc)}")
+        finally:
+            self.protocol.stream_done()
+            self._sends.set()
+        if finished:
+            await self.ledger.record(*finished)
 
     # ------------------------------------------------------------------ receiving assets
 
@@ -327,54 +360,194 @@ class PeerSession:
             group.create_task(self._receive(reader), name=f"receive-{self.short}")
 
     async def _receive(self, reader: FrameReader) -> None:
+        """One transfer stream: assets one after another, each a header, its chunks and an end. Small
+        ones are kept whole in memory and journaled together; larger ones are staged chunk by chunk with
+        a checkpoint each. A stale asset (its request given up since) is read past, so the rest of the
+        stream still lands; a lie ends the session."""
+        small: list[_WholeAsset] = []
         try:
-            first = await reader.read_frame(timeout=self.stall_timeout)
-        except FrameError as exc:
-            await self._violation(f"transfer stream: {exc}")
-        except TransportError:
-            return  # the stream died before it said what it carries: nothing was admitted, nothing to undo
-        if first is None or first[0] is not FrameType.ASSET_HEADER:
-            await reader.stop()
-            await self._violation("a transfer stream must begin with an ASSET_HEADER frame")
-        assert first is not None
-        try:
-            header = decode_asset_header(first[1])
-        except PeerProtocolError as exc:
-            await reader.stop()
-            await self._violation(f"transfer stream: {exc}")
+            while True:
+                try:
+                    frame = await reader.read_frame(timeout=self.stall_timeout)
+                except FrameError as exc:
+                    await self._violation(f"transfer stream: {exc}")
+                except TransportError:
+                    return  # the stream died between assets: nothing of it was in flight here
+                if frame is None:
+                    return  # the sender finished the stream
+                if frame[0] is not FrameType.ASSET_HEADER:
+                    await self._violation(f"transfer stream: expected an ASSET_HEADER frame, got {frame[0].name}")
+                try:
+                    header = decode_asset_header(frame[1])
+                except PeerProtocolError as exc:
+                    await self._violation(f"transfer stream: {exc}")
+                verdict = self.protocol.judge(header, self.ledger.state)  # a look; the record re-judges
+                if verdict.admission is Admission.VIOLATION:
+                    await self._violation(verdict.reason)
+                if header.size <= SMALL_ASSET_BYTES and header.offset == 0:
+                    body = await self._read_whole(reader, header)
+                    if isinstance(body, _WholeAsset):
+                        if verdict.admission is Admission.ACCEPT:
+                            small.append(body)
+                            if (
+                                len(small) >= ASSETS_PER_STREAM
+                                or sum(len(b.content) for b in small) > SMALL_BATCH_BYTES
+                            ):
+                                await self._store_small(small)
+                                small = []
+                        continue
+                    if not await self._failed(reader, header, body, live=verdict.admission is Admission.ACCEPT):
+                        return
+                    continue
+                await self._store_small(small)
+                small = []
+                if verdict.admission is Admission.STALE:
+                    skipped = await self._skip_body(reader, header)
+                    if skipped is not None and not await self._failed(reader, header, skipped, live=False):
+                        return
+                    continue
+                outcome = await self._receive_staged(reader, header)
+                if outcome is not None and not await self._failed(reader, header, outcome, live=True):
+                    return
+        finally:
+            if small:
+                await self._store_small(small)
 
-        def judge(state: SyncState) -> tuple[Sequence[Event], AdmissionVerdict]:
+    async def _failed(self, reader: FrameReader, header: msg.AssetHeader, failure: _Failed, *, live: bool) -> bool:
+        """Journal a failed asset (if its request was live), and end the session on a lie; True when the
+        stream can go on to its next asset."""
+        if live:
+            if failure.kind in (Failure.CONTENT_MISMATCH, Failure.OVERRUN, Failure.STAGING_LOST):
+                await asyncio.to_thread(self.staging.discard, header.hash)  # before the claim is released
+            log.warning("peer %s: transfer of %s failed: %s", self.short, header.hash[:12], failure.reason)
+            judge = self._failure_judge(header, failure)
+            await self.ledger.decide(judge)
+        if failure.violation:
+            await reader.stop()
+            await self._violation(failure.reason)
+        if not failure.at_boundary:
+            await reader.stop()
+        return failure.at_boundary
+
+    def _failure_judge(
+        self, header: msg.AssetHeader, failure: _Failed
+    ) -> Callable[[SyncState], tuple[list[Event], None]]:
+        """A failure is journaled only while the request it answers is still ours (else it is stale)."""
+
+        def judge(state: SyncState) -> tuple[list[Event], None]:
+            transfer = state.peer(self.peer).incoming.get(header.hash)
+            if transfer is None or transfer.request_id != header.request_id or not transfer.status.active:
+                return [], None
+            return self.protocol.incoming_failed(header.hash, failure.kind, failure.reason), None
+
+        return judge
+
+    async def _read_whole(self, reader: FrameReader, header: msg.AssetHeader) -> _WholeAsset | _Failed:
+        """A small asset's chunks into memory, up to its AssetEnd, verified against its id."""
+        content = bytearray()
+        while True:
+            frame = await self._next_frame(reader, header)
+            if isinstance(frame, _Failed):
+                return frame
+            ftype, payload = frame
+            if ftype is FrameType.CHUNK:
+                if len(content) + len(payload) > header.size:
+                    return _Failed(
+                        Failure.OVERRUN, f"peer sent more than the {header.size} bytes of {header.hash[:12]}"
+                    )
+                content += payload
+                continue
+            end = self._check_end(header, ftype, payload, len(content))
+            if end is not None:
+                return end
+            digest = hashlib.sha256(content).hexdigest()
+            if len(content) != header.size or digest != header.hash:
+                return _Failed(Failure.CONTENT_MISMATCH, _mismatch(header, len(content), digest), at_boundary=True)
+            return _WholeAsset(header, bytes(content))
+
+    async def _skip_body(self, reader: FrameReader, header: msg.AssetHeader) -> _Failed | None:
+        """Read past an asset nobody asked for any more (its request was given up since)."""
+        received = 0
+        while True:
+            frame = await self._next_frame(reader, header)
+            if isinstance(frame, _Failed):
+                return frame
+            ftype, payload = frame
+            if ftype is FrameType.CHUNK:
+                received += len(payload)
+                if received > header.size:
+                    return _Failed(
+                        Failure.OVERRUN, f"peer sent more than the {header.size} bytes of {header.hash[:12]}"
+                    )
+                continue
+            return self._check_end(header, ftype, payload, received)
+
+    async def _next_frame(self, reader: FrameReader, header: msg.AssetHeader) -> tuple[FrameType, bytes] | _Failed:
+        asset = header.hash[:12]
+        try:
+            frame = await reader.read_frame(timeout=self.stall_timeout)
+        except PeerTimeout as exc:
+            return _Failed(Failure.STALLED, _describe(exc))
+        except FrameError as exc:
+            return _Failed(Failure.MALFORMED_STREAM, f"transfer of {asset}: {exc}", violation=True)
+        except TransportError as exc:
+            return _Failed(Failure.LINK_LOST, _describe(exc))
+        if frame is None:
+            return _Failed(Failure.MALFORMED_STREAM, f"transfer of {asset} ended before its AssetEnd", violation=True)
+        return frame
+
+    @staticmethod
+    def _check_end(header: msg.AssetHeader, ftype: FrameType, payload: bytes, received: int) -> _Failed | None:
+        """None for the AssetEnd that closes this asset (naming it, and the bytes that came); else the lie."""
+        asset = header.hash[:12]
+        if ftype is not FrameType.ASSET_END:
+            return _Failed(
+                Failure.MALFORMED_STREAM,
+                f"unexpected {ftype.name} frame inside the transfer of {asset}",
+                violation=True,
+            )
+        try:
+            end = decode_asset_end(payload)
+        except PeerProtocolError as exc:
+            return _Failed(Failure.MALFORMED_STREAM, f"transfer of {asset}: {exc}", violation=True)
+        if end.hash != header.hash or end.total != received:
+            reason = f"AssetEnd of {asset} says {end.total} bytes of {end.hash[:12]}, got {received}"
+            return _Failed(Failure.MALFORMED_STREAM, reason, violation=True)
+        return None
+
+    async def _store_small(self, whole: list[_WholeAsset]) -> None:
+        """Stage small verified assets, then journal the completions of those still asked for, together."""
+        if not whole:
+            return
+        await asyncio.to_thread(self.staging.write_whole, [(w.header.hash, w.content) for w in whole])
+        received = [(w.header, len(w.content)) for w in whole]
+
+        def complete(state: SyncState) -> tuple[list[Event], list[msg.AssetHeader]]:
+            return self.protocol.complete_small(received, state)
+
+        await self.ledger.decide(complete)
+
+    async def _receive_staged(self, reader: FrameReader, header: msg.AssetHeader) -> _Failed | None:
+        """A larger asset: admitted (and its start journaled) in one step, staged with a checkpoint per
+        chunk, verified, its verified completion journaled. What went wrong, or None."""
+
+        def admit(state: SyncState) -> tuple[Sequence[Event], AdmissionVerdict]:
             verdict = self.protocol.admit(header, state)
             return verdict.events, verdict
 
-        verdict = await self.ledger.decide(judge)
-        if verdict.admission is Admission.STALE:
-            await reader.stop()
-            return
+        verdict = await self.ledger.decide(admit)
         if verdict.admission is Admission.VIOLATION:
             await reader.stop()
             await self._violation(verdict.reason)
-        failure = await self._receive_content(reader, header)
-        if failure is not None:
-            kind, reason, violation = failure
-            if kind in (Failure.CONTENT_MISMATCH, Failure.OVERRUN, Failure.STAGING_LOST):
-                await asyncio.to_thread(self.staging.discard, header.hash)  # before the claim is released
-            log.warning("peer %s: transfer of %s failed: %s", self.short, header.hash[:12], reason)
-            await self.ledger.record(*self.protocol.incoming_failed(header.hash, kind, reason))
-            await reader.stop()
-            if violation:
-                await self._violation(reason)
-
-    async def _receive_content(self, reader: FrameReader, header: msg.AssetHeader) -> tuple[Failure, str, bool] | None:
-        """Stage the content, checkpointing each chunk, verify it, and journal the verified completion.
-        Returns what went wrong (the failure, why, and whether the peer broke the protocol), or None."""
+        if verdict.admission is Admission.STALE:
+            return await self._skip_body(reader, header)
         asset = header.hash
         try:
             staged = await asyncio.to_thread(self.staging.open_for_append, asset, header.offset)
-        except StagingLost as exc:
-            return Failure.STAGING_LOST, str(exc), False
-        except OSError as exc:
-            return Failure.STAGING_FAILED, f"staging: {_describe(exc)}", False
+        except (StagingLost, OSError) as exc:
+            kind = Failure.STAGING_LOST if isinstance(exc, StagingLost) else Failure.STAGING_FAILED
+            skipped = await self._skip_body(reader, header)  # keep the stream going for what follows
+            return _Failed(kind, f"staging: {_describe(exc)}", at_boundary=skipped is None)
         received = 0
         # The checkpoint of chunk k commits while chunk k+1 crosses the network; chunk k+1 reaches the
         # file only once checkpoint k is durable. A crash thus leaves at most one chunk on disk beyond
@@ -382,56 +555,67 @@ class PeerSession:
         checkpoint: asyncio.Future[list[Event]] | None = None
         try:
             while True:
-                try:
-                    frame = await reader.read_frame(timeout=self.stall_timeout)
-                except PeerTimeout as exc:
-                    return Failure.STALLED, _describe(exc), False
-                except FrameError as exc:
-                    return Failure.MALFORMED_STREAM, f"transfer of {asset[:12]}: {exc}", True
-                except TransportError as exc:
-                    return Failure.LINK_LOST, _describe(exc), False
-                if frame is None:
-                    return Failure.MALFORMED_STREAM, f"transfer of {asset[:12]} ended before its AssetEnd", True
+                frame = await self._next_frame(reader, header)
+                if isinstance(frame, _Failed):
+                    return frame
                 ftype, payload = frame
                 if checkpoint is not None:
                     await checkpoint
                     checkpoint = None
-                if ftype is FrameType.CHUNK:
-                    if staged.size + len(payload) > header.size:
-                        return Failure.OVERRUN, f"peer sent more than the {header.size} bytes of {asset[:12]}", True
-                    try:
-                        # hashing and writing release the GIL: off the loop, they overlap the network reads
-                        await asyncio.to_thread(staged.write_through, payload)
-                    except OSError as exc:
-                        return Failure.STAGING_FAILED, f"staging: {_describe(exc)}", False
-                    received += len(payload)
-                    event = Event.of(TransferCheckpointed(Direction.IN, staged.size), peer=self.peer, hash=asset)
-                    checkpoint = asyncio.ensure_future(self.ledger.record(event))
-                elif ftype is FrameType.ASSET_END:
-                    try:
-                        end = decode_asset_end(payload)
-                    except PeerProtocolError as exc:
-                        return Failure.MALFORMED_STREAM, f"transfer of {asset[:12]}: {exc}", True
-                    if end.hash != asset or end.total != received:
-                        reason = f"AssetEnd of {asset[:12]} says {end.total} bytes of {end.hash[:12]}, got {received}"
-                        return Failure.MALFORMED_STREAM, reason, True
+                if ftype is not FrameType.CHUNK:
+                    end = self._check_end(header, ftype, payload, received)
+                    if end is not None:
+                        return end
                     break
-                else:
-                    reason = f"unexpected {ftype.name} frame inside the transfer of {asset[:12]}"
-                    return Failure.MALFORMED_STREAM, reason, True
+                if staged.size + len(payload) > header.size:
+                    return _overrun(header)
+                try:
+                    # hashing and writing release the GIL: off the loop, they overlap the network reads
+                    await asyncio.to_thread(staged.write_through, payload)
+                except OSError as exc:
+                    return _Failed(Failure.STAGING_FAILED, f"staging: {_describe(exc)}")
+                received += len(payload)
+                event = Event.of(TransferCheckpointed(Direction.IN, staged.size), peer=self.peer, hash=asset)
+                checkpoint = asyncio.ensure_future(self.ledger.record(event))
         finally:
             await asyncio.to_thread(staged.close)
             if checkpoint is not None:
                 await asyncio.gather(checkpoint, return_exceptions=True)
         digest = await asyncio.to_thread(staged.digest)
         if staged.size != header.size or digest != asset:
-            reason = (
-                f"content does not match its hash: got {staged.size} bytes hashing to {digest[:16]}, "
-                f"expected {header.size} bytes hashing to {asset[:16]}"
-            )
-            return Failure.CONTENT_MISMATCH, reason, False
+            return _Failed(Failure.CONTENT_MISMATCH, _mismatch(header, staged.size, digest), at_boundary=True)
         await self.ledger.record(*self.protocol.incoming_verified(asset, header.size, received, header.record))
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _WholeAsset:
+    header: msg.AssetHeader
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """What went wrong with one incoming asset: the failure, why, whether the peer broke the protocol, and
+    whether the stream stands at the next asset's header (it can go on)."""
+
+    kind: Failure
+    reason: str
+    violation: bool = False
+    at_boundary: bool = False
+
+
+def _overrun(header: msg.AssetHeader) -> _Failed:
+    return _Failed(
+        Failure.OVERRUN, f"peer sent more than the {header.size} bytes of {header.hash[:12]}", violation=True
+    )
+
+
+def _mismatch(header: msg.AssetHeader, size: int, digest: str) -> str:
+    return (
+        f"content does not match its hash: got {size} bytes hashing to {digest[:16]}, "
+        f"expected {header.size} bytes hashing to {header.hash[:16]}"
+    )
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -42,7 +42,9 @@ from cansync.core.peer_state import TransferStatus
 
 DIGESTS_PER_FRAME = 4096
 WANTS_PER_FRAME = 1024
-PARALLEL_SENDS = 4
+PARALLEL_SENDS = 4  # transfer streams we write at once
+ASSETS_PER_STREAM = 64  # wanted assets sent one after another on one stream (pulled in one store request)
+SMALL_ASSET_BYTES = 256 * 1024  # at most this: received whole in memory, journaled as one completion
 KEEPALIVE_MS = 10_000
 SILENCE_LIMIT_MS = 35_000  # three keepalives missed: the peer is gone
 REASON_CHARS = 500  # reasons we tell a peer are cut to this
@@ -126,6 +128,7 @@ class PeerProtocol:
         self._send_queue: dict[str, SendJob] = {}  # asked for, waiting for a free send slot
         self._sending: dict[str, SendJob] = {}  # streaming now
         self._asked_again: dict[str, SendJob] = {}  # asked for again while streaming: starts after it
+        self._streams = 0  # send streams open now
         self.close_reason: str | None = None
 
     # ------------------------------------------------------------------ start and time
@@ -203,8 +206,8 @@ class PeerProtocol:
         self._frames.append(msg.MetaChange(asset, value))
 
     def send(self, asset: str, offset: int, request_id: int) -> None:
-        """The peer asked for an asset (journaled): queue its stream. One stream per asset at a time; a
-        request for one already streaming (the peer gave up on that stream and asked again) waits for it."""
+        """The peer asked for an asset (journaled): queue it for a send stream. One send per asset at a
+        time; a request for one being sent (the peer gave up on that send and asked again) waits for it."""
         job = SendJob(asset, offset, request_id)
         if asset in self._sending:
             self._asked_again[asset] = job
@@ -213,14 +216,27 @@ class PeerProtocol:
 
     # ------------------------------------------------------------------ sends
 
-    def next_send(self) -> SendJob | None:
-        """The next stream to open, if a send slot is free."""
-        if len(self._sending) >= self.parallel_sends or not self._send_queue:
-            return None
-        asset = next(iter(self._send_queue))
-        job = self._send_queue.pop(asset)
-        self._sending[asset] = job
-        return job
+    def next_sends(self, limit: int = ASSETS_PER_STREAM) -> list[SendJob]:
+        """The assets to send on the next stream, if a stream slot is free: up to `limit` asked for from
+        their start (pulled from our store in one request, sent one after another), or a single resume
+        (a store pull has one offset for all it names)."""
+        if self._streams >= self.parallel_sends or not self._send_queue:
+            return []
+        jobs: list[SendJob] = []
+        for asset, job in list(self._send_queue.items()):
+            if job.offset and jobs:
+                continue  # a resume goes on a stream of its own
+            del self._send_queue[asset]
+            self._sending[asset] = job
+            jobs.append(job)
+            if job.offset or len(jobs) >= limit:
+                break
+        self._streams += 1
+        return jobs
+
+    def stream_done(self) -> None:
+        """A send stream ended (whatever became of its assets): its slot is free."""
+        self._streams -= 1
 
     def send_started(self, job: SendJob, offset: int, size: int) -> list[Event]:
         return [Event.of(TransferStarted(Direction.OUT, offset, size), peer=self.peer, hash=job.hash)]
@@ -233,11 +249,12 @@ class PeerProtocol:
         self._end_send(job)
         return [failed_transfer(self.peer, job.hash, Direction.OUT, failure, reason)]
 
-    def send_unavailable(self, job: SendJob, reason: str) -> list[Event]:
-        """Our store cannot give us what the peer asked for: tell it, so it asks someone else."""
+    def send_unavailable(self, job: SendJob, reason: str, failure: Failure = Failure.SOURCE_UNAVAILABLE) -> list[Event]:
+        """We cannot send what the peer asked for (our store lacks it or failed, or its stream broke):
+        tell it, so it asks again or someone else."""
         said = reason.replace("\x00", " ")[:REASON_CHARS]  # within what the peer's wire checks accept
         self._frames.append(msg.AssetUnavailable(job.hash, said, job.request_id))
-        return self.send_failed(job, Failure.SOURCE_UNAVAILABLE, reason)
+        return self.send_failed(job, failure, reason)
 
     def _end_send(self, job: SendJob) -> None:
         if self._sending.get(job.hash) is job:
@@ -252,8 +269,8 @@ class PeerProtocol:
 
     # ------------------------------------------------------------------ receives
 
-    def admit(self, header: msg.AssetHeader, state: SyncState) -> AdmissionVerdict:
-        """Judge a new incoming stream against our requests (run where its record is made in the same step)."""
+    def judge(self, header: msg.AssetHeader, state: SyncState) -> AdmissionVerdict:
+        """Does this incoming asset answer a live request of ours, at the byte we asked for? (No record.)"""
         transfer = state.peer(self.peer).incoming.get(header.hash)
         if transfer is None or header.request_id > transfer.request_id or header.request_id == 0:
             return AdmissionVerdict(
@@ -262,17 +279,38 @@ class PeerProtocol:
         if header.request_id < transfer.request_id or not transfer.status.active:
             return AdmissionVerdict(Admission.STALE)
         if transfer.status is not TransferStatus.REQUESTED:
-            # a request is answered by one stream: a second one would write into the same staged file
+            # a request is answered once: a second answer would write into the same staged file
             return AdmissionVerdict(
-                Admission.VIOLATION, reason=f"peer opened a second stream for its answer to {header.hash[:12]}"
+                Admission.VIOLATION, reason=f"peer answered its request for {header.hash[:12]} a second time"
             )
         if header.offset != transfer.offset:
             return AdmissionVerdict(
                 Admission.VIOLATION,
                 reason=f"peer resumed {header.hash[:12]} at byte {header.offset}, we asked for {transfer.offset}",
             )
+        return AdmissionVerdict(Admission.ACCEPT)
+
+    def admit(self, header: msg.AssetHeader, state: SyncState) -> AdmissionVerdict:
+        """Judge a stream that will be staged chunk by chunk, and record its start (run where its record is
+        made in the same step)."""
+        verdict = self.judge(header, state)
+        if verdict.admission is not Admission.ACCEPT:
+            return verdict
         started = TransferStarted(Direction.IN, header.offset, header.size)
         return AdmissionVerdict(Admission.ACCEPT, (Event.of(started, peer=self.peer, hash=header.hash),))
+
+    def complete_small(
+        self, received: Sequence[tuple[msg.AssetHeader, int]], state: SyncState
+    ) -> tuple[list[Event], list[msg.AssetHeader]]:
+        """Small assets received whole and verified (each with the bytes that crossed): the completions of
+        those whose request is still live (run where their record is made in the same step), and which."""
+        events: list[Event] = []
+        kept: list[msg.AssetHeader] = []
+        for header, sent in received:
+            if self.judge(header, state).admission is Admission.ACCEPT:
+                events.extend(self.incoming_verified(header.hash, header.size, sent, header.record))
+                kept.append(header)
+        return events, kept
 
     def incoming_verified(self, asset: str, size: int, sent: int, record: Mapping[str, Any]) -> list[Event]:
         """Every byte arrived and hashes to the asset's id: its push into our store follows."""

@@ -31,9 +31,9 @@ from cansync.core.faults import Failure, failed_transfer
 from cansync.core.machine import SyncState, fold
 from cansync.core.metadata import MetaValue
 from cansync.core.protocol import (
+    ASSETS_PER_STREAM,
     DIGESTS_PER_FRAME,
     KEEPALIVE_MS,
-    PARALLEL_SENDS,
     SILENCE_LIMIT_MS,
     WANTS_PER_FRAME,
     Admission,
@@ -43,7 +43,7 @@ from cansync.core.protocol import (
     PeerProtocol,
     SendJob,
 )
-from cansync.wire.frames import message_type
+from cansync.wire.frames import FrameType, message_type
 from cansync.wire.peer_messages import MAX_DIGESTS, MAX_WANTS, decode_control, encode_control
 from tests.core.strategies import ASSETS, PEERS
 
@@ -443,37 +443,49 @@ def test_our_own_sending_does_not_keep_a_silent_peer_alive() -> None:
 # ---------------------------------------------------------------------------------------------- sends
 
 
+def next_send(p: PeerProtocol) -> SendJob | None:
+    """A stream of one asset (the simplest way to take sends, one at a time)."""
+    jobs = p.next_sends(1)
+    return jobs[0] if jobs else None
+
+
 def test_no_send_without_a_request() -> None:
-    assert proto().next_send() is None
+    assert proto().next_sends() == []
 
 
-def test_sends_start_in_request_order_up_to_the_parallel_limit() -> None:
+def test_assets_asked_for_from_their_start_share_a_stream_in_request_order() -> None:
     p = proto()
-    assets = many_assets(PARALLEL_SENDS + 2)
+    assets = many_assets(ASSETS_PER_STREAM + 3)
     for i, asset in enumerate(assets):
-        p.send(asset, i, 100 + i)
-    started = [p.next_send() for _ in range(PARALLEL_SENDS)]
-    assert started == [SendJob(asset, i, 100 + i) for i, asset in enumerate(assets[:PARALLEL_SENDS])]
-    assert p.next_send() is None  # every slot taken
-    assert p.sends_waiting == 2
-    first = started[0]
-    assert first is not None
-    p.send_finished(first, 10, 10)
-    assert p.next_send() == SendJob(assets[PARALLEL_SENDS], PARALLEL_SENDS, 100 + PARALLEL_SENDS)
-    assert p.next_send() is None
-    second = started[1]
-    assert second is not None
-    p.send_failed(second, Failure.LINK_LOST, "cut")
-    assert p.next_send() == SendJob(assets[-1], PARALLEL_SENDS + 1, 100 + PARALLEL_SENDS + 1)
+        p.send(asset, 0, 100 + i)
+    first = p.next_sends()
+    assert first == [SendJob(asset, 0, 100 + i) for i, asset in enumerate(assets[:ASSETS_PER_STREAM])]
+    assert p.next_sends() == [SendJob(a, 0, 100 + ASSETS_PER_STREAM + i) for i, a in enumerate(assets[-3:])]
+    assert p.next_sends() == []  # nothing left to send
     assert p.sends_waiting == 0
 
 
-def test_the_parallel_limit_can_be_set() -> None:
-    p = proto(parallel_sends=1)
+def test_a_resume_goes_on_a_stream_of_its_own() -> None:
+    p = proto()
     p.send(A, 0, 1)
-    p.send(B, 0, 2)
-    assert p.next_send() == SendJob(A, 0, 1)
-    assert p.next_send() is None
+    p.send(B, 4096, 2)
+    p.send(C, 0, 3)
+    assert p.next_sends() == [SendJob(A, 0, 1), SendJob(C, 0, 3)]  # the resume waits for its own stream
+    assert p.next_sends() == [SendJob(B, 4096, 2)]
+
+
+def test_no_more_streams_than_slots_and_a_done_stream_frees_its_slot() -> None:
+    p = proto(parallel_sends=2)
+    assets = many_assets(3)
+    for i, asset in enumerate(assets):
+        p.send(asset, i + 1, 10 + i)  # resumes: one a stream
+    first, second = next_send(p), next_send(p)
+    assert first is not None and second is not None
+    assert p.next_sends() == []  # both slots taken
+    p.send_finished(first, 10, 9)
+    assert p.next_sends() == []  # finishing an asset does not end its stream
+    p.stream_done()
+    assert p.next_sends() == [SendJob(assets[2], 3, 12)]
 
 
 def test_a_second_request_for_a_queued_asset_replaces_the_first() -> None:
@@ -481,61 +493,47 @@ def test_a_second_request_for_a_queued_asset_replaces_the_first() -> None:
     p.send(A, 0, 1)
     p.send(A, 300, 2)
     assert p.sends_waiting == 1
-    assert p.next_send() == SendJob(A, 300, 2)
-    assert p.next_send() is None
+    assert p.next_sends() == [SendJob(A, 300, 2)]
+    assert p.next_sends() == []
 
 
-def test_a_re_ask_while_streaming_waits_for_the_stream_to_end() -> None:
+def test_a_re_ask_while_sending_waits_until_that_send_ends() -> None:
     p = proto()
     p.send(A, 0, 1)
-    first = p.next_send()
+    first = next_send(p)
     assert first == SendJob(A, 0, 1)
-    p.send(A, 4096, 2)  # the peer gave up on the stream and asked again
+    p.send(A, 4096, 2)  # the peer gave up on that send and asked again
     p.send(B, 0, 3)
     assert p.sends_waiting == 2
-    assert p.next_send() == SendJob(B, 0, 3)  # another asset may start; A may not stream twice
-    assert p.next_send() is None
+    assert p.next_sends() == [SendJob(B, 0, 3)]  # another asset may go; A may not be sent twice at once
     p.send(A, 8192, 4)  # asked yet again: the newest request is the one that waits
     assert p.sends_waiting == 1
-    assert first is not None
-    p.send_finished(first, 10_000, 10_000)
-    assert p.next_send() == SendJob(A, 8192, 4)
-    assert p.sends_waiting == 0
+    p.send_failed(first, Failure.STALLED, "slow")
+    assert p.next_sends() == [SendJob(A, 8192, 4)]
 
 
-def test_a_re_ask_while_streaming_starts_after_the_stream_failed() -> None:
+def test_ending_a_send_twice_or_an_old_one_does_not_end_the_current_one() -> None:
     p = proto()
     p.send(A, 0, 1)
-    first = p.next_send()
-    assert first is not None
-    p.send(A, 10, 2)
-    assert p.next_send() is None
-    p.send_failed(first, Failure.STALLED, "slow")
-    assert p.next_send() == SendJob(A, 10, 2)
-
-
-def test_ending_a_stream_twice_or_an_old_one_does_not_free_the_current_one() -> None:
-    p = proto(parallel_sends=1)
-    p.send(A, 0, 1)
-    first = p.next_send()
+    first = next_send(p)
     assert first is not None
     p.send(A, 0, 2)
     p.send_finished(first, 1, 1)
-    second = p.next_send()
+    second = next_send(p)
     assert second == SendJob(A, 0, 2)
-    p.send(B, 0, 3)
-    p.send_failed(first, Failure.LINK_LOST, "late news of the first stream")  # not the current stream
+    p.send(A, 0, 3)
+    p.send_failed(first, Failure.LINK_LOST, "late news of the first send")  # not the current send
     p.send_finished(SendJob(A, 0, 2), 1, 1)  # equal, but not the job that was started
-    assert p.next_send() is None  # the one slot is still A's second stream
+    assert p.next_sends() == []  # A's second send is still the current one
     assert second is not None
     p.send_finished(second, 1, 1)
-    assert p.next_send() == SendJob(B, 0, 3)
+    assert p.next_sends() == [SendJob(A, 0, 3)]
 
 
 def test_send_records() -> None:
     p = proto()
     p.send(A, 100, 5)
-    job = p.next_send()
+    job = next_send(p)
     assert job is not None
     assert p.send_started(job, 100, 1000) == [Event.of(TransferStarted(Direction.OUT, 100, 1000), peer=PEER, hash=A)]
     assert p.send_finished(job, 1000, 900) == [Event.of(TransferCompleted(Direction.OUT, 1000, 900), peer=PEER, hash=A)]
@@ -544,33 +542,58 @@ def test_send_records() -> None:
 def test_a_failed_send_is_judged_by_the_fault_table() -> None:
     p = proto()
     p.send(A, 0, 5)
-    job = p.next_send()
+    job = next_send(p)
     assert job is not None
     assert p.send_failed(job, Failure.LINK_LOST, "reset") == [
         failed_transfer(PEER, A, Direction.OUT, Failure.LINK_LOST, "reset")
     ]
-    assert not p.has_output()  # a link failure tells the peer nothing
+    assert not p.has_output()  # a failure of ours alone tells the peer nothing
 
 
-def test_send_unavailable_tells_the_peer_under_its_request_id_and_frees_the_slot() -> None:
+def test_send_unavailable_tells_the_peer_under_its_request_id() -> None:
     p = proto(parallel_sends=1)
     p.send(A, 0, 41)
-    p.send(B, 0, 42)
-    job = p.next_send()
+    p.send(B, 7, 42)
+    job = next_send(p)
     assert job is not None
     events = p.send_unavailable(job, "not in the store")
     assert events == [failed_transfer(PEER, A, Direction.OUT, Failure.SOURCE_UNAVAILABLE, "not in the store")]
     payload = events[0].payload
     assert isinstance(payload, TransferFailed) and payload.fault is Fault.OURS
     assert p.take_output(T0)[0] == [msg.AssetUnavailable(A, "not in the store", 41)]
-    assert p.next_send() == SendJob(B, 0, 42)
+    assert p.next_sends() == []  # its stream has not ended yet
+    p.stream_done()
+    assert p.next_sends() == [SendJob(B, 7, 42)]
+
+
+def test_a_broken_stream_tells_the_peer_each_asset_it_carried_under_the_link_fault() -> None:
+    p = proto()
+    p.send(A, 0, 1)
+    job = next_send(p)
+    assert job is not None
+    events = p.send_unavailable(job, "its stream failed", Failure.LINK_LOST)
+    assert events == [failed_transfer(PEER, A, Direction.OUT, Failure.LINK_LOST, "its stream failed")]
+    assert p.take_output(T0)[0] == [msg.AssetUnavailable(A, "its stream failed", 1)]
+
+
+def test_a_reason_told_to_the_peer_is_cut_and_cleaned_to_pass_its_wire_checks() -> None:
+    p = proto()
+    p.send(A, 0, 1)
+    job = next_send(p)
+    assert job is not None
+    p.send_unavailable(job, "bad\x00" + "x" * 5000)
+    (told,) = p.take_output(T0)[0]
+    assert isinstance(told, msg.AssetUnavailable)
+    assert "\x00" not in told.reason and len(told.reason) <= 1000
+    decode_control(FrameType.ASSET_UNAVAILABLE, encode_control(told).SerializeToString())
 
 
 send_ops = st.lists(
     st.one_of(
-        st.tuples(st.just("ask"), st.sampled_from(ASSETS), st.integers(0, 10_000)),
-        st.tuples(st.just("start"), st.just(""), st.just(0)),
+        st.tuples(st.just("ask"), st.sampled_from(ASSETS), st.sampled_from([0, 0, 0, 10_000])),
+        st.tuples(st.just("start"), st.just(""), st.integers(1, 3)),
         st.tuples(st.sampled_from(["finished", "failed", "unavailable"]), st.just(""), st.integers(0, 7)),
+        st.tuples(st.just("stream_done"), st.just(""), st.integers(0, 7)),
     ),
     max_size=60,
 )
@@ -579,27 +602,30 @@ send_ops = st.lists(
 @settings(max_examples=300)
 @given(ops=send_ops, parallel=st.integers(1, 4))
 def test_send_queue_model(ops: list[tuple[str, str, int]], parallel: int) -> None:
-    """Against a model: never more streams than slots, never two for one asset, every stream answers the
-    newest request made for its asset, a free slot is never left idle while a request waits, and once
-    the streams end every asset's newest request has been served."""
+    """Against a model: never more streams than slots, never one asset twice at once, every send answers
+    the newest request made for its asset, a resume rides alone, a free slot is never left idle while a
+    request may go, and once everything ends every asset's newest request has been served."""
     p = PeerProtocol(PEER, now_ms=T0, parallel_sends=parallel)
     latest: dict[str, tuple[int, int]] = {}  # asset -> (offset, request_id) of its newest request
     pending: set[str] = set()  # assets whose newest request has not started
     flying: dict[str, SendJob] = {}
+    streams: list[list[str]] = []  # assets each open stream carried
     unavailable_sent: list[msg.AssetUnavailable] = []
 
-    def start() -> SendJob | None:
-        job = p.next_send()
-        if job is None:
-            assert len(flying) == parallel or not (pending - flying.keys())
-            return None
-        assert job.hash not in flying
-        assert job.hash in pending
-        assert (job.offset, job.request_id) == latest[job.hash]
-        pending.discard(job.hash)
-        flying[job.hash] = job
-        assert len(flying) <= parallel
-        return job
+    def start(limit: int) -> list[SendJob]:
+        jobs = p.next_sends(limit)
+        if not jobs:
+            assert len(streams) == parallel or not (pending - flying.keys())
+            return []
+        assert len(jobs) <= limit and len(streams) < parallel
+        assert len(jobs) == 1 or all(j.offset == 0 for j in jobs)
+        for job in jobs:
+            assert job.hash not in flying and job.hash in pending
+            assert (job.offset, job.request_id) == latest[job.hash]
+            pending.discard(job.hash)
+            flying[job.hash] = job
+        streams.append([j.hash for j in jobs])
+        return jobs
 
     def end(how: str, index: int) -> None:
         if not flying:
@@ -613,21 +639,31 @@ def test_send_queue_model(ops: list[tuple[str, str, int]], parallel: int) -> Non
             p.send_unavailable(job, "gone")
             unavailable_sent.append(msg.AssetUnavailable(job.hash, "gone", job.request_id))
 
+    def close_stream(index: int) -> None:
+        """A stream ends once every asset it carried has ended."""
+        done = [i for i, carried in enumerate(streams) if not set(carried) & flying.keys()]
+        if done:
+            streams.pop(done[index % len(done)])
+            p.stream_done()
+
     for request_id, (op, asset, number) in enumerate(ops, 1):
         if op == "ask":
             p.send(asset, number, request_id)
             latest[asset] = (number, request_id)
             pending.add(asset)
         elif op == "start":
-            start()
+            start(number)
+        elif op == "stream_done":
+            close_stream(number)
         else:
             end(op, number)
         assert p.sends_waiting == len(pending)
-    while flying or pending:  # drain: every newest request is served
-        while start() is not None:
+    while flying or pending or streams:  # drain: every newest request is served
+        while start(ASSETS_PER_STREAM):
             pass
         end("finished", 0)
-    assert p.next_send() is None
+        close_stream(0)
+    assert p.next_sends() == []
     out, _ = p.take_output(T0)
     assert out == unavailable_sent
 
@@ -851,7 +887,7 @@ def test_everything_the_rules_send_passes_the_peers_wire_checks(
     for asset, updated, tags, description in changes:
         p.forward_metadata(asset, MetaValue(updated, PEERS[2], tuple(tags), description))
     p.send(A, 0, 1)
-    job = p.next_send()
+    job = next_send(p)
     assert job is not None
     p.send_unavailable(job, reason)
     p.tick(T0 + KEEPALIVE_MS)
