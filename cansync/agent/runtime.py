@@ -64,6 +64,7 @@ HANDSHAKE_TIMEOUT = 15.0
 RATE_WINDOW_SECS = 10.0
 STORE_CATCH_UP_WAIT = 30.0
 DUPLICATE_CLOSE_GRACE = 1.0
+SESSION_END_WAIT = 10.0  # a session asked to end that has not after this long is reported (with where it waits)
 TICK_SECS = 2.0
 SUMMARY_SECS = 60.0
 MiB = 1024 * 1024
@@ -415,8 +416,6 @@ class Agent:
                 await control.finish()
             conn.close("paused")
             return
-        if address is None:
-            await self.directory.learn(_observed_address(conn), via="incoming")
         await self._local_store_journaled()
         link = Link(dialer=self.our_id if initiator else peer, peer_boot=handshake.their_boot_id,
                     link_id=handshake.link_id)  # fmt: skip
@@ -442,6 +441,10 @@ class Agent:
                 other.share_peers()  # peer exchange: the others learn of the newcomer at once
         log.info("peer %s: in session (%s)", peer[:10], "dialed" if initiator else "incoming")
         try:
+            if address is None:
+                # learned only now that the session is registered: the dial loop this starts must see it,
+                # or it dials a second connection at once
+                await self.directory.learn(_observed_address(conn), via="incoming")
             await session.run()
         finally:
             if self.sessions.get(peer) is session:
@@ -462,7 +465,11 @@ class Agent:
             restarted = existing.link.peer_boot != link.peer_boot
             # the old session journals its disconnect (cutting off its transfers) before the new one starts
             existing.close("peer restarted" if restarted else "replaced by the connection both ends keep")
-            await existing.ended.wait()
+            try:
+                await asyncio.wait_for(asyncio.shield(existing.ended.wait()), SESSION_END_WAIT)
+            except TimeoutError:
+                log.warning("peer %s: the session being replaced is slow to end: %s", peer[:10], existing.stuck())
+                await existing.ended.wait()
         return True
 
 

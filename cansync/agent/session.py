@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from cansync.agent.ledger import Ledger
+from cansync.agent.live_push import LivePush
 from cansync.agent.staging import StagingArea, StagingLost
 from cansync.agent.store_records import meta_value
 from cansync.can.errors import CanServiceError
@@ -156,6 +157,16 @@ class PeerSession:
                 log.error("peer %s: could not journal the disconnect: %s", self.short, exc)
             self.ended.set()
             log.info("peer %s: session ended (%s)", self.short, self.end_reason)
+
+    def stuck(self) -> str:
+        """Where this session's tasks wait (for a report when ending it takes too long)."""
+        places = []
+        for task in asyncio.all_tasks():
+            if task.get_name().endswith(self.short) and not task.done():
+                frames = task.get_stack(limit=1)
+                where = f"{frames[-1].f_code.co_name}:{frames[-1].f_lineno}" if frames else "?"
+                places.append(f"{task.get_name()} at {where}")
+        return "; ".join(places) or "no task of it is left"
 
     def close(self, reason: str) -> None:
         """End the session (from outside: the agent stopping, a connection that replaces this one)."""
@@ -548,11 +559,15 @@ class PeerSession:
             kind = Failure.STAGING_LOST if isinstance(exc, StagingLost) else Failure.STAGING_FAILED
             skipped = await self._skip_body(reader, header)  # keep the stream going for what follows
             return _Failed(kind, f"staging: {_describe(exc)}", at_boundary=skipped is None)
+        # The push into our store runs beside the transfer (the store checks the digest before it keeps
+        # anything); the staged copy stays the resume point if the push or the link is cut.
+        live = LivePush(self.can, header, self.staging.path(asset))
         received = 0
         # The checkpoint of chunk k commits while chunk k+1 crosses the network; chunk k+1 reaches the
         # file only once checkpoint k is durable. A crash thus leaves at most one chunk on disk beyond
         # the journal's checkpoint: the at-most-one-chunk re-send of a resume.
         checkpoint: asyncio.Future[list[Event]] | None = None
+        arrived = False  # every chunk came, up to its AssetEnd
         try:
             while True:
                 frame = await self._next_frame(reader, header)
@@ -566,6 +581,7 @@ class PeerSession:
                     end = self._check_end(header, ftype, payload, received)
                     if end is not None:
                         return end
+                    arrived = True
                     break
                 if staged.size + len(payload) > header.size:
                     return _overrun(header)
@@ -577,14 +593,22 @@ class PeerSession:
                 received += len(payload)
                 event = Event.of(TransferCheckpointed(Direction.IN, staged.size), peer=self.peer, hash=asset)
                 checkpoint = asyncio.ensure_future(self.ledger.record(event))
+                await live.feed(payload)
         finally:
             await asyncio.to_thread(staged.close)
             if checkpoint is not None:
                 await asyncio.gather(checkpoint, return_exceptions=True)
+            if not arrived:
+                await live.abandon()
         digest = await asyncio.to_thread(staged.digest)
         if staged.size != header.size or digest != asset:
+            await live.abandon()
             return _Failed(Failure.CONTENT_MISMATCH, _mismatch(header, staged.size, digest), at_boundary=True)
-        await self.ledger.record(*self.protocol.incoming_verified(asset, header.size, received, header.record))
+        if await live.finish():
+            await self.ledger.record(*self.protocol.incoming_stored(asset, header.size, received, header.record))
+            await asyncio.to_thread(self.staging.discard, asset)
+        else:  # the intake pushes it from staging, and retries while our store cannot take it
+            await self.ledger.record(*self.protocol.incoming_verified(asset, header.size, received, header.record))
         return None
 
 

@@ -339,6 +339,7 @@ class TransferCompleted:
     sent: int | None = None  # bytes that crossed on this stream (less than size after a resume)
     verified: bool = False
     meta: Mapping[str, Any] | None = None
+    stored: bool = False  # IN: pushed into our store while it arrived (no push is due; the mark follows)
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"direction": self.direction.value, "size": self.size, "sent": self.sent}
@@ -346,6 +347,8 @@ class TransferCompleted:
             data["verified"] = self.verified
         if self.meta is not None:
             data["meta"] = dict(self.meta)
+        if self.stored:
+            data["stored"] = True
         return data
 
     @classmethod
@@ -357,6 +360,7 @@ class TransferCompleted:
             None if sent is None else int(sent),
             bool(data.get("verified", False)),
             data.get("meta"),
+            bool(data.get("stored", False)),
         )
 
 

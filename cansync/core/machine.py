@@ -656,10 +656,11 @@ class SyncState:
         state.received_from.add(asset)  # marked before our store hears of it: no echo race
         state.said_has.add(asset)
         state.bytes_in += int(sent) if sent is not None else (transfer.size or 0)
-        # verified and staged: the asset stays claimed until its push into our store lands; the record
-        # is kept whether or not our store already has it, so the fold does not depend on order
+        # the record is kept whether or not our store already has it, so the fold does not depend on order
         transfer.retry_ms = 0
-        record = data.get("meta") or NO_RECORD
+        # verified and staged: the asset stays claimed until its push into our store lands (unless it
+        # was pushed while it arrived: then its received mark follows in the same record)
+        record = None if data.get("stored") else data.get("meta") or NO_RECORD
         if transfer.status in ACTIVE_STATUSES and state.incoming.get(asset) is transfer:
             # the usual case, counted here without the general path: in flight -> verified, push due
             transfer.status, transfer.meta = TransferStatus.COMPLETED, record
@@ -669,12 +670,13 @@ class SyncState:
                 self._active[asset] = left
             else:
                 del self._active[asset]
-            self._pushing[asset] = self._pushing.get(asset, 0) + 1
+            if record is not None:
+                self._pushing[asset] = self._pushing.get(asset, 0) + 1
         else:
             self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED, record)
-        if asset in self.local or not self._emit:
+        if record is None or asset in self.local or not self._emit:
             return []
-        return [StoreAsset(state.peer, asset, transfer.meta or {})]
+        return [StoreAsset(state.peer, asset, record)]
 
     def _transfer_failed(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None

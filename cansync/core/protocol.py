@@ -25,6 +25,7 @@ from typing import Any
 
 from cansync.core import messages as msg
 from cansync.core.events import (
+    AssetReceived,
     Direction,
     Event,
     HashesAdvertised,
@@ -316,6 +317,13 @@ class PeerProtocol:
         """Every byte arrived and hashes to the asset's id: its push into our store follows."""
         payload = TransferCompleted(Direction.IN, size, sent, verified=True, meta=dict(record))
         return [Event.of(payload, peer=self.peer, hash=asset)]
+
+    def incoming_stored(self, asset: str, size: int, sent: int, record: Mapping[str, Any]) -> list[Event]:
+        """Every byte arrived, hashes to the asset's id, and our store took it as it arrived: the verified
+        completion and the received-from-peer mark, to journal together."""
+        done = TransferCompleted(Direction.IN, size, sent, verified=True, meta=dict(record), stored=True)
+        mark = AssetReceived(int(record.get("timestamp", 0)))
+        return [Event.of(done, peer=self.peer, hash=asset), Event.of(mark, peer=self.peer, hash=asset)]
 
     def incoming_failed(self, asset: str, failure: Failure, reason: str) -> list[Event]:
         return [failed_transfer(self.peer, asset, Direction.IN, failure, reason)]

@@ -67,9 +67,15 @@ def peer_event(peer: str) -> st.SearchStrategy[Event]:
             offsets,
         ),
         st.builds(
-            lambda h, d: Event(EventKind.TRANSFER_COMPLETED, peer=peer, hash=h, data={"direction": d, "size": 1 << 20}),
+            lambda h, d, stored: Event(
+                EventKind.TRANSFER_COMPLETED,
+                peer=peer,
+                hash=h,
+                data={"direction": d, "size": 1 << 20, **({"stored": True} if stored else {})},
+            ),
             assets,
             directions,
+            st.booleans(),
         ),
         st.builds(
             lambda h, d, discard: Event(

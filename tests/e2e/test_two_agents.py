@@ -60,6 +60,19 @@ def test_two_agents_mirror_102_mixed_assets_each_way_and_name_the_sender(cluster
         a.agent.endpoint_id,  # type: ignore[union-attr]
     )
     assert not ({h for (h,) in echoed} & a_hashes)
+    # the large ones went into B's store while they arrived (no second push), each received once
+    stored_live = {
+        h
+        for (h,) in journal_rows(
+            b.home,
+            "SELECT hash FROM events WHERE kind='transfer_completed' AND json_extract(data,'$.stored') = 1",
+        )
+    }
+    sizes_by_hash = {d.hash: d.size for d in store_digests(b.store.url, SYNC_KEY).values()}
+    large_from_a = {h for h in a_hashes if sizes_by_hash[h] > 256 * 1024}
+    assert large_from_a and large_from_a <= stored_live
+    marks = journal_rows(b.home, "SELECT hash, count(*) FROM events WHERE kind='asset_received' GROUP BY hash")
+    assert {h for h, _ in marks} == a_hashes and all(n == 1 for _, n in marks)
 
 
 def test_a_new_asset_appears_on_the_other_side_within_5_s_and_is_not_sent_back(cluster: Cluster):
