@@ -117,17 +117,22 @@ async def test_verify_while_another_process_keeps_appending_never_reports_a_fals
     writer = await Journal.open(path)
     reader = await Journal.open(path)
     stop = asyncio.Event()
+    appended_one = asyncio.Event()
 
     async def keep_appending() -> int:
         n = 0
         while not stop.is_set():
             await writer.append(session_events(peer_id(1000 + n), asset_hash(1000 + n)))
+            appended_one.set()
             n += 1
         return n
 
     appender = asyncio.create_task(keep_appending())
     try:
-        reports = [await reader.verify(batch=37) for _ in range(15)]
+        reports = [await reader.verify(batch=37)]
+        appended_one.clear()
+        await appended_one.wait()  # however loaded the machine, later walks have something new to see
+        reports += [await reader.verify(batch=37) for _ in range(14)]
     finally:
         stop.set()
         appended = await appender
