@@ -19,7 +19,7 @@ from cansync.store.changes import Change
 from cansync.store.errors import AssetNotFound, HashMismatch, SizeMismatch
 from cansync.store.feed import ChangeFeed
 from cansync.store.hashing import is_asset_hash
-from cansync.store.index import INDEX_FILE_NAME, AssetIndex
+from cansync.store.index import INDEX_FILE_NAME, AssetIndex, DigestPage
 from cansync.store.naming import asset_file_name, extension_from_name
 from cansync.store.records import AssetRecord, MetaChange, NewAssetFields
 
@@ -217,8 +217,8 @@ class AssetStore:
     async def search(self, tags: Sequence[str], include_trashed: bool = False) -> list[AssetRecord]:
         return await asyncio.to_thread(self.index.search, list(tags), include_trashed)
 
-    async def changed_since(self, since: int) -> tuple[list[AssetRecord], int]:
-        return await asyncio.to_thread(self.index.changed_since, since)
+    async def digests_since(self, since: int, limit: int | None = None) -> DigestPage:
+        return await asyncio.to_thread(self.index.digests_since, since, limit)
 
     async def changes_since(self, since: int) -> list[Change]:
         return await asyncio.to_thread(self.index.changes_since, since)

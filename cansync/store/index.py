@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,17 @@ _COLUMNS = (
     "changed_seq",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM assets"
+# what /sync/hashes lists of each asset (AssetDigest's fields), changed_seq last
+DIGEST_COLUMNS = ("hash", "timestamp", "trashed", "meta_updated_ms", "size", "changed_seq")
+
+
+@dataclass(frozen=True)
+class DigestPage:
+    """One answer of /sync/hashes: rows of DIGEST_COLUMNS in changed_seq order."""
+
+    rows: list[tuple[Any, ...]]
+    watermark: int
+    more: bool
 
 
 class StoreIndexError(RuntimeError):
@@ -189,16 +201,28 @@ class AssetIndex:
             rows = self._conn.execute(query, (json.dumps(list(tags)),)).fetchall()
         return [_row_to_record(r) for r in rows]
 
-    def changed_since(self, since: int) -> tuple[list[AssetRecord], int]:
-        """Assets whose changed_seq > since (trashed included), and the clock at that moment."""
+    def digests_since(self, since: int, limit: int | None = None) -> DigestPage:
+        """The digests of assets whose changed_seq > since (trashed included), lowest changed_seq first,
+        at most `limit` of them. Read in one transaction, so the watermark matches the rows: the clock
+        when the page is the last one, else the last row's changed_seq (the next page's since)."""
+        query = f"SELECT {', '.join(DIGEST_COLUMNS)} FROM assets WHERE changed_seq > ? ORDER BY changed_seq"
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                rows = self._conn.execute(f"{_SELECT} WHERE changed_seq > ? ORDER BY changed_seq", (since,)).fetchall()
-                watermark = self._watermark()
+                if limit is None:
+                    rows = self._conn.execute(query, (since,)).fetchall()
+                else:
+                    # one row more than asked tells whether another page follows
+                    rows = self._conn.execute(f"{query} LIMIT ?", (since, limit + 1)).fetchall()
+                more = limit is not None and len(rows) > limit
+                if more:
+                    del rows[limit:]
+                    watermark = int(rows[-1][-1])
+                else:
+                    watermark = self._watermark()
             finally:
                 self._conn.execute("COMMIT")
-        return [_row_to_record(r) for r in rows], watermark
+        return DigestPage(rows=rows, watermark=watermark, more=more)
 
     def changes_since(self, since: int, limit: int = 1000) -> list[Change]:
         """The change log after since, oldest first (the SSE backlog)."""

@@ -31,6 +31,7 @@ SYNC_KEY_HEADER = "X-Sync-Key"
 SYNC_KEY_QUERY = "key"
 MAX_REQUEST_MESSAGE_BYTES = 64 * 1024 * 1024
 PUSH_CHUNK_BYTES = 256 * 1024
+MAX_HASHES_PAGE = 100_000  # a larger limit is cut to this (the answer says `more`): bounds one answer
 
 log = logging.getLogger("cansync.store")
 
@@ -82,12 +83,35 @@ def _require_hash(value: str, what: str) -> str:
     return value
 
 
+def _limit(request: web.Request, body_limit: int) -> int | None:
+    """The page size asked for (None: no limit), capped at MAX_HASHES_PAGE."""
+    raw = request.query.get("limit")
+    if raw is None:
+        limit = body_limit
+        if limit < 0:
+            raise BadRequest(f"/sync/hashes: limit must be 0 (no limit) or more, got {limit}")
+    else:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise BadRequest(f"/sync/hashes: limit must be a whole number, got {raw[:40]!r}") from None
+        if limit < 0:
+            raise BadRequest(f"/sync/hashes: limit must be 0 (no limit) or more, got {raw[:40]}")
+    return min(limit, MAX_HASHES_PAGE) if limit else None
+
+
 async def sync_hashes(request: web.Request) -> web.Response:
     store: AssetStore = request.app[STORE_KEY]
     body = await _whole_body(request, "/sync/hashes")
     hashes_request = parse_message(body, can_sync_pb2.HashesRequest, "/sync/hashes")
-    records, watermark = await store.changed_since(_since(request, hashes_request.since))
-    return _protobuf(can_sync_pb2.HashesResponse(assets=[r.to_digest() for r in records], watermark=watermark))
+    since = _since(request, hashes_request.since)
+    page = await store.digests_since(since, _limit(request, hashes_request.limit))
+    digest = can_sync_pb2.AssetDigest
+    assets = [
+        digest(hash=h, timestamp=ts, trashed=bool(trashed), meta_updated_ms=meta_ms, size=size, changed_seq=seq)
+        for h, ts, trashed, meta_ms, size, seq in page.rows
+    ]
+    return _protobuf(can_sync_pb2.HashesResponse(assets=assets, watermark=page.watermark, more=page.more))
 
 
 async def sync_pull(request: web.Request) -> web.StreamResponse:
