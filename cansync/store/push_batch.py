@@ -28,7 +28,7 @@ from cansync.store.records import AssetRecord, NewAssetFields
 MAX_BATCH_ASSETS = 1024  # proto/can_sync.proto states both bounds; a batch over one is refused whole
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # the sum of the assets' content sizes
 STAGE_BYTES = 1024 * 1024  # content gathered in memory before one worker-thread hop writes it
-STAGE_STEPS = 256  # ... or this many (chunk or end-of-asset) steps, whichever comes first
+STAGE_STEPS = 4096  # ... or this many steps (a chunk, or an asset's end): few hops, bounded memory
 
 
 class PushOutcome(Enum):
@@ -156,13 +156,15 @@ class PushBatch:
 
     async def commit(self) -> list[PushVerdict]:
         """Store every staged asset at once; one verdict per asset, in the order they came."""
-        await self._flush()
-        return await asyncio.to_thread(self._commit)
+        steps, self._steps, self._step_bytes = self._steps, [], 0
+        return await asyncio.to_thread(self._commit, steps)  # the last steps and the commit: one hop
 
-    def _commit(self) -> list[PushVerdict]:
+    def _commit(self, steps: list[tuple[_Item, bytes | None]]) -> list[PushVerdict]:
         with self._lock:
             if self._discarded:
                 raise RuntimeError("commit of a discarded batch")
+            for item, chunk in steps:
+                self._stage_step(item, chunk)
             self._store_staged()
         self.discard()  # temp files of assets found held at the commit
         return [item.verdict() for item in self._items]
