@@ -13,7 +13,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +31,11 @@ from cansync.wire.pb import can_sync_pb2
 SYNC_KEY_HEADER = "X-Sync-Key"
 PROTOBUF = "application/x-protobuf"
 PUSH_CHUNK_BYTES = 256 * 1024
+HASHES_PAGE = 50_000  # digests per /sync/hashes answer (about 4 MB): no answer holds a whole big store
+# /sync/push_batch's bounds (proto/can_sync.proto); a store with smaller ones answers 413 and is sent halves
+PUSH_BATCH_MAX_ASSETS = 1024
+PUSH_BATCH_MAX_BYTES = 64 * 1024 * 1024
+_NO_BATCH_ROUTE = frozenset({404, 405})  # a store that predates /sync/push_batch
 FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 2.0
 SSE_READ_TIMEOUT = 45.0  # the store sends a keep-alive every 15 s: three missed means a dead link
@@ -45,6 +50,8 @@ _AUTH_STATUSES = frozenset({401, 403})  # the key is missing or wrong: a person 
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
+PushItemResult = can_sync_pb2.PushBatchItemResult
+_BatchItem = tuple[int, can_sync_pb2.AssetMeta, bytes | Path]  # (index in the caller's list, meta, content)
 
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,7 @@ class CanClient:
         self.base_url = base_url.rstrip("/")
         self.retry_for = retry_for
         self._timeout = timeout
+        self._batch_route = True  # until the store answers that it has no /sync/push_batch
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers={SYNC_KEY_HEADER: sync_key},
@@ -143,11 +151,41 @@ class CanClient:
 
     # --- the sync API -------------------------------------------------------------------------
 
-    async def hashes(self, since: int = 0) -> can_sync_pb2.HashesResponse:
-        """Digests of every asset whose changed_seq > since (trashed ones too) and the watermark."""
-        return await self._call(
-            f"/sync/hashes?since={int(since)}", can_sync_pb2.HashesRequest(since=since), can_sync_pb2.HashesResponse
-        )
+    async def hashes(self, since: int = 0, page_size: int = HASHES_PAGE) -> can_sync_pb2.HashesResponse:
+        """Digests of every asset whose changed_seq > since (trashed ones too) and the watermark, as one
+        answer: the pages gathered, each asset once, under its latest change (what one answer at the
+        time of the last page would have held)."""
+        gathered: dict[str, can_sync_pb2.AssetDigest] = {}
+        watermark = since
+        async for page in self.hashes_pages(since, page_size):
+            for digest in page.assets:
+                gathered.pop(digest.hash, None)  # changed again while we paged: keep it in its new place
+                gathered[digest.hash] = digest
+            watermark = page.watermark
+        return can_sync_pb2.HashesResponse(assets=gathered.values(), watermark=watermark)
+
+    async def hashes_pages(
+        self, since: int = 0, page_size: int = HASHES_PAGE
+    ) -> AsyncIterator[can_sync_pb2.HashesResponse]:
+        """The same, page by page (at most page_size digests each), the change clock as the cursor:
+        each page's watermark is the next one's since, and the last page (more = False) carries the
+        store's clock. A store without paging answers everything at once: that is then the one page."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        route = "/sync/hashes"
+        cursor = int(since)
+        while True:
+            page = await self._call(
+                f"{route}?since={cursor}&limit={page_size}",
+                can_sync_pb2.HashesRequest(since=cursor, limit=page_size),
+                can_sync_pb2.HashesResponse,
+            )
+            yield page
+            if not page.more:
+                return
+            if page.watermark <= cursor:  # "more" without moving on would ask the same page forever
+                raise self._error(route, f"answered more = true with watermark {page.watermark}, not past {cursor}")
+            cursor = page.watermark
 
     @asynccontextmanager
     async def pull(self, hashes: Sequence[str], offset: int = 0) -> AsyncIterator[AsyncIterator[PulledAsset]]:
@@ -217,6 +255,88 @@ class CanClient:
 
         return await self._with_retries(route, replayable, attempt)
 
+    async def push_batch(self, items: Sequence[tuple[can_sync_pb2.AssetMeta, bytes | Path]]) -> list[PushItemResult]:
+        """Store many assets, in as few /sync/push_batch requests as the store's bounds allow; one result
+        per item, in order: PUSH_CREATED, PUSH_ALREADY_HELD, or PUSH_REFUSED with the store's reason (a
+        content that does not hash to meta.hash is refused alone). meta.size 0 means "the content's
+        size". Against a store without the batch route (404/405) it pushes one asset per request, and
+        remembers that for the next call."""
+        results: list[PushItemResult | None] = [None] * len(items)
+        batchable: list[tuple[int, can_sync_pb2.AssetMeta, bytes | Path]] = []
+        for index, (meta, content) in enumerate(items):
+            size = len(content) if isinstance(content, bytes) else (await asyncio.to_thread(content.stat)).st_size
+            if meta.size and meta.size != size:
+                results[index] = _refused(meta.hash, f"content is {size} bytes, meta.size says {meta.size}")
+                continue
+            if not meta.size:
+                meta = _with_size(meta, size)
+            batchable.append((index, meta, content))
+        for group in _batches(batchable):
+            for (index, _, _), result in zip(group, await self._push_group(group), strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    async def _push_group(self, group: Sequence[_BatchItem]) -> list[PushItemResult]:
+        if self._batch_route and len(group) > 1:
+            try:
+                return await self._push_batch_request(group)
+            except CanServiceError as exc:
+                if exc.status in _NO_BATCH_ROUTE:
+                    self._batch_route = False
+                    log.info("store %s has no /sync/push_batch (HTTP %s): pushing one asset per request",
+                             self.base_url, exc.status)  # fmt: skip
+                elif exc.status == 413:  # a store with smaller bounds than ours: halve until it fits
+                    half = len(group) // 2
+                    return await self._push_group(group[:half]) + await self._push_group(group[half:])
+                else:
+                    raise
+        return [await self._push_one(meta, content) for _, meta, content in group]
+
+    async def _push_one(self, meta: can_sync_pb2.AssetMeta, content: bytes | Path) -> PushItemResult:
+        try:
+            pushed = await self.push(meta, _bytes_once(content) if isinstance(content, bytes) else content)
+        except CanServiceError as exc:
+            if exc.status != 400:
+                raise
+            return _refused(meta.hash, exc.message)
+        outcome = can_sync_pb2.PUSH_CREATED if pushed.created else can_sync_pb2.PUSH_ALREADY_HELD
+        return can_sync_pb2.PushBatchItemResult(hash=meta.hash, outcome=outcome, meta=pushed.meta)
+
+    async def _push_batch_request(self, group: Sequence[_BatchItem]) -> list[PushItemResult]:
+        route = "/sync/push_batch"
+
+        async def body() -> AsyncIterator[bytes]:
+            buffer = bytearray()
+            for _, meta, content in group:
+                header = meta.SerializeToString()
+                buffer += _LENGTH_PREFIX.pack(len(header)) + header
+                if isinstance(content, bytes) and len(content) >= PUSH_CHUNK_BYTES:
+                    yield bytes(buffer)  # a large content goes as it is, not copied into the buffer
+                    buffer.clear()
+                    yield content
+                elif isinstance(content, bytes):
+                    buffer += content
+                else:
+                    async for chunk in _file_chunks(content, limit=meta.size):
+                        buffer += chunk
+                        if len(buffer) >= PUSH_CHUNK_BYTES:
+                            yield bytes(buffer)
+                            buffer.clear()
+                if len(buffer) >= PUSH_CHUNK_BYTES:  # small assets travel many to a write
+                    yield bytes(buffer)
+                    buffer.clear()
+            if buffer:
+                yield bytes(buffer)
+
+        async def attempt() -> can_sync_pb2.PushBatchResult:
+            response = await self._client.post(route, content=body(), headers={"Content-Type": PROTOBUF})
+            return await self._parse(route, response, can_sync_pb2.PushBatchResult)
+
+        answer = await self._with_retries(route, True, attempt)  # bytes and files can be sent again
+        if len(answer.results) != len(group):
+            raise self._error(route, f"answered {len(answer.results)} results for {len(group)} assets")
+        return list(answer.results)
+
     async def update_meta(self, update: can_sync_pb2.MetaUpdate) -> can_sync_pb2.MetaResult:
         """Apply a metadata change; applied = False when the store already held a later one."""
         return await self._call("/sync/meta", update, can_sync_pb2.MetaResult)
@@ -269,10 +389,48 @@ class CanClient:
             raise self._error(route, f"unreadable {kind} event {data!r}: {exc}") from exc
 
 
-async def _file_chunks(path: Path, chunk_size: int = PUSH_CHUNK_BYTES) -> AsyncIterator[bytes]:
+async def _file_chunks(path: Path, chunk_size: int = PUSH_CHUNK_BYTES, limit: int = -1) -> AsyncIterator[bytes]:
+    """A file's bytes; with a limit, exactly that many (a batch's framing depends on it) or an error."""
     handle = await asyncio.to_thread(open, path, "rb")
     try:
-        while chunk := await asyncio.to_thread(handle.read, chunk_size):
+        remaining = limit
+        while remaining:
+            chunk = await asyncio.to_thread(handle.read, chunk_size if remaining < 0 else min(chunk_size, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk) if remaining > 0 else 0
             yield chunk
+        if remaining > 0:
+            raise OSError(f"{path} shrank while it was being sent: {remaining} bytes short")
     finally:
         handle.close()
+
+
+async def _bytes_once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _refused(asset_hash: str, reason: str) -> PushItemResult:
+    return can_sync_pb2.PushBatchItemResult(hash=asset_hash, outcome=can_sync_pb2.PUSH_REFUSED, reason=reason)
+
+
+def _with_size(meta: can_sync_pb2.AssetMeta, size: int) -> can_sync_pb2.AssetMeta:
+    sized = can_sync_pb2.AssetMeta()
+    sized.CopyFrom(meta)
+    sized.size = size
+    return sized
+
+
+def _batches(items: Sequence[_BatchItem]) -> Iterator[list[_BatchItem]]:
+    """Consecutive groups within the store's bounds; an asset too large for any batch goes alone."""
+    group: list[_BatchItem] = []
+    group_bytes = 0
+    for item in items:
+        size = item[1].size
+        if group and (len(group) >= PUSH_BATCH_MAX_ASSETS or group_bytes + size > PUSH_BATCH_MAX_BYTES):
+            yield group
+            group, group_bytes = [], 0
+        group.append(item)
+        group_bytes += size
+    if group:
+        yield group

@@ -18,6 +18,8 @@ class StoreClient(Protocol):
 
     async def hashes(self, since: int = 0) -> can_sync_pb2.HashesResponse: ...
 
+    def hashes_pages(self, since: int = 0) -> AsyncIterator[can_sync_pb2.HashesResponse]: ...
+
     def pull(
         self, hashes: Sequence[str], offset: int = 0
     ) -> AbstractAsyncContextManager[AsyncIterator[PulledAsset]]: ...
@@ -27,6 +29,10 @@ class StoreClient(Protocol):
     async def push(
         self, meta: can_sync_pb2.AssetMeta, content: AsyncIterable[bytes] | Path
     ) -> can_sync_pb2.PushResult: ...
+
+    async def push_batch(
+        self, items: Sequence[tuple[can_sync_pb2.AssetMeta, bytes | Path]]
+    ) -> list[can_sync_pb2.PushBatchItemResult]: ...
 
     async def update_meta(self, update: can_sync_pb2.MetaUpdate) -> can_sync_pb2.MetaResult: ...
 

@@ -19,8 +19,9 @@ from cansync.store.changes import Change
 from cansync.store.errors import AssetNotFound, HashMismatch, SizeMismatch
 from cansync.store.feed import ChangeFeed
 from cansync.store.hashing import is_asset_hash
-from cansync.store.index import INDEX_FILE_NAME, AssetIndex
+from cansync.store.index import INDEX_FILE_NAME, AssetIndex, DigestPage
 from cansync.store.naming import asset_file_name, extension_from_name
+from cansync.store.push_batch import PushBatch
 from cansync.store.records import AssetRecord, MetaChange, NewAssetFields
 
 WRITE_BATCH_BYTES = 1024 * 1024  # small network chunks are gathered to this before a disk write
@@ -102,8 +103,12 @@ class AssetStore:
             raise
         return await asyncio.to_thread(self._adopt, incoming, actual_hash, fields)
 
+    def push_batch(self) -> PushBatch:
+        """Many peers' assets at once (`async with store.push_batch() as batch`): see push_batch.py."""
+        return PushBatch(self.blobs, self.index, self.new_record, self._publish)
+
     def _adopt(self, incoming: IncomingBlob, content_hash: str, fields: NewAssetFields) -> tuple[AssetRecord, bool]:
-        record = self._new_record(content_hash, incoming.size, fields)
+        record = self.new_record(content_hash, incoming.size, fields)
         with self.index.write(self._publish) as tx:
             existing = tx.get(content_hash)
             if existing is not None:
@@ -115,7 +120,8 @@ class AssetStore:
         return record, True
 
     @staticmethod
-    def _new_record(content_hash: str, size: int, fields: NewAssetFields) -> AssetRecord:
+    def new_record(content_hash: str, size: int, fields: NewAssetFields) -> AssetRecord:
+        """The record of a new asset: the store's one rule for its time, type, extension and file name."""
         timestamp = fields.timestamp if fields.timestamp else now_ms()
         mime_type = fields.mime_type
         if not mime_type and fields.human_file_name:
@@ -217,8 +223,8 @@ class AssetStore:
     async def search(self, tags: Sequence[str], include_trashed: bool = False) -> list[AssetRecord]:
         return await asyncio.to_thread(self.index.search, list(tags), include_trashed)
 
-    async def changed_since(self, since: int) -> tuple[list[AssetRecord], int]:
-        return await asyncio.to_thread(self.index.changed_since, since)
+    async def digests_since(self, since: int, limit: int | None = None) -> DigestPage:
+        return await asyncio.to_thread(self.index.digests_since, since, limit)
 
     async def changes_since(self, since: int) -> list[Change]:
         return await asyncio.to_thread(self.index.changes_since, since)

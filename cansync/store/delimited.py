@@ -29,9 +29,22 @@ def encode_delimited(message: Message) -> bytes:
 
 async def read_delimited(stream: StreamReader, message_type: type[M], what: str) -> M:
     """Read one length-prefixed message from a request body, or raise BadRequest naming `what`."""
+    message = await read_next_delimited(stream, message_type, what)
+    if message is None:
+        raise BadRequest(f"{what}: the body ends before the 4-byte length prefix")
+    return message
+
+
+async def read_next_delimited(stream: StreamReader, message_type: type[M], what: str) -> M | None:
+    """The next length-prefixed message of a body holding a sequence of them; None when the body ends
+    exactly before one (the sequence is over). BadRequest for a body that ends inside one."""
     try:
         (length,) = LENGTH_PREFIX.unpack(await stream.readexactly(LENGTH_PREFIX.size))
-    except (asyncio.IncompleteReadError, aiohttp.ClientPayloadError, ValueError) as exc:  # body ended early
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise BadRequest(f"{what}: the body ends inside a 4-byte length prefix") from exc
+    except (aiohttp.ClientPayloadError, ValueError) as exc:  # body cut off
         raise BadRequest(f"{what}: the body ends before the 4-byte length prefix") from exc
     if length > MAX_MESSAGE_BYTES:
         raise BadRequest(f"{what}: message of {length} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")

@@ -11,6 +11,12 @@ class BadRequest(StoreError):
     status = 400
 
 
+class PayloadTooLarge(StoreError):
+    """A request over one of the API's bounds (refused whole, nothing kept)."""
+
+    status = 413
+
+
 class AssetNotFound(StoreError):
     status = 404
 

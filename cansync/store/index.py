@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ from cansync.store.changes import Change, ChangeKind
 from cansync.store.records import AssetRecord
 
 INDEX_FILE_NAME = ".can.db"
+DEFAULT_CACHE_KIB = -2000  # SQLite's default page cache (2 MB)
+BULK_CACHE_KIB = -262144  # 256 MiB while bulk-loading: a million random hash keys stay in memory
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS assets (
@@ -68,6 +73,17 @@ _COLUMNS = (
     "changed_seq",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM assets"
+# what /sync/hashes lists of each asset (AssetDigest's fields), changed_seq last
+DIGEST_COLUMNS = ("hash", "timestamp", "trashed", "meta_updated_ms", "size", "changed_seq")
+
+
+@dataclass(frozen=True)
+class DigestPage:
+    """One answer of /sync/hashes: rows of DIGEST_COLUMNS in changed_seq order."""
+
+    rows: list[tuple[Any, ...]]
+    watermark: int
+    more: bool
 
 
 class StoreIndexError(RuntimeError):
@@ -81,11 +97,17 @@ def _row_to_record(row: Sequence[Any]) -> AssetRecord:
     return AssetRecord(**values)
 
 
-def _record_to_row(record: AssetRecord) -> tuple[Any, ...]:
-    values = [getattr(record, name) for name in _COLUMNS]
-    values[_COLUMNS.index("tags")] = json.dumps(list(record.tags))
-    values[_COLUMNS.index("trashed")] = int(record.trashed)
-    return tuple(values)
+_RECORD_VALUES = attrgetter(*_COLUMNS)
+_TAGS_AT = _COLUMNS.index("tags")
+_TRASHED_AT = _COLUMNS.index("trashed")
+_SEQ_AT = _COLUMNS.index("changed_seq")
+
+
+def _record_to_row(record: AssetRecord) -> list[Any]:
+    values = list(_RECORD_VALUES(record))
+    values[_TAGS_AT] = json.dumps(list(record.tags)) if record.tags else "[]"
+    values[_TRASHED_AT] = int(record.trashed)
+    return values
 
 
 class IndexTransaction:
@@ -167,6 +189,48 @@ class AssetIndex:
             if tx.changes:
                 after_commit(tx.changes)
 
+    def bulk_insert(self, records: Iterable[AssetRecord], rows_per_call: int = 20_000) -> int:
+        """Insert many new assets in one transaction, changed_seq in the order given; returns how many.
+        For loading a store offline (cansync.store.bulk_load): the live feed is not told, so no store
+        may serve this index meanwhile. A hash the index holds already fails it all (IntegrityError)."""
+        columns = ", ".join(_COLUMNS)
+        insert_asset = f"INSERT INTO assets ({columns}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+        insert_change = "INSERT INTO changes (seq, hash, kind, timestamp) VALUES (?, ?, ?, ?)"
+        count = 0
+        with self._lock:
+            self._conn.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")  # the hash key's b-tree stays in memory
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._next_seq()
+                rows = iter(records)
+                while chunk := list(islice(rows, rows_per_call)):
+                    asset_rows, change_rows = [], []
+                    for record in chunk:
+                        row = _record_to_row(record)
+                        row[_SEQ_AT] = seq
+                        asset_rows.append(row)
+                        change_rows.append((seq, record.hash, str(ChangeKind.NEW_ASSET), record.timestamp))
+                        seq += 1
+                    self._conn.executemany(insert_change, change_rows)
+                    self._conn.executemany(insert_asset, asset_rows)
+                    count += len(asset_rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._conn.execute(f"PRAGMA cache_size = {DEFAULT_CACHE_KIB}")
+        return count
+
+    def _next_seq(self) -> int:
+        """The changed_seq the next change gets: past every seq ever used (AUTOINCREMENT's rule)."""
+        used = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return max(int(used[0]) if used else 0, self._watermark()) + 1
+
+    def held_hashes(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._conn.execute("SELECT hash FROM assets")}
+
     def get(self, asset_hash: str) -> AssetRecord | None:
         with self._lock:
             row = self._conn.execute(f"{_SELECT} WHERE hash = ?", (asset_hash,)).fetchone()
@@ -189,16 +253,28 @@ class AssetIndex:
             rows = self._conn.execute(query, (json.dumps(list(tags)),)).fetchall()
         return [_row_to_record(r) for r in rows]
 
-    def changed_since(self, since: int) -> tuple[list[AssetRecord], int]:
-        """Assets whose changed_seq > since (trashed included), and the clock at that moment."""
+    def digests_since(self, since: int, limit: int | None = None) -> DigestPage:
+        """The digests of assets whose changed_seq > since (trashed included), lowest changed_seq first,
+        at most `limit` of them. Read in one transaction, so the watermark matches the rows: the clock
+        when the page is the last one, else the last row's changed_seq (the next page's since)."""
+        query = f"SELECT {', '.join(DIGEST_COLUMNS)} FROM assets WHERE changed_seq > ? ORDER BY changed_seq"
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                rows = self._conn.execute(f"{_SELECT} WHERE changed_seq > ? ORDER BY changed_seq", (since,)).fetchall()
-                watermark = self._watermark()
+                if limit is None:
+                    rows = self._conn.execute(query, (since,)).fetchall()
+                else:
+                    # one row more than asked tells whether another page follows
+                    rows = self._conn.execute(f"{query} LIMIT ?", (since, limit + 1)).fetchall()
+                more = limit is not None and len(rows) > limit
+                if more:
+                    del rows[limit:]
+                    watermark = int(rows[-1][-1])
+                else:
+                    watermark = self._watermark()
             finally:
                 self._conn.execute("COMMIT")
-        return [_row_to_record(r) for r in rows], watermark
+        return DigestPage(rows=rows, watermark=watermark, more=more)
 
     def changes_since(self, since: int, limit: int = 1000) -> list[Change]:
         """The change log after since, oldest first (the SSE backlog)."""

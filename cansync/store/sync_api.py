@@ -11,17 +11,18 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from google.protobuf.message import Message
 
 from cansync.store.assets import AssetStore
 from cansync.store.changes import ChangeKind, parse_change_seq
-from cansync.store.delimited import encode_delimited, parse_message, read_delimited
+from cansync.store.delimited import encode_delimited, parse_message, read_delimited, read_next_delimited
 from cansync.store.envelope import Handler, failure
-from cansync.store.errors import BadRequest
+from cansync.store.errors import BadRequest, PayloadTooLarge
 from cansync.store.hashing import is_asset_hash
-from cansync.store.naming import parse_tags, validate_extension, validate_file_name, validate_text
+from cansync.store.naming import InvalidName, parse_tags, validate_extension, validate_file_name, validate_text
 from cansync.store.public_api import SETTINGS_KEY, STORE_KEY
+from cansync.store.push_batch import MAX_BATCH_ASSETS, MAX_BATCH_BYTES, PushOutcome, PushVerdict
 from cansync.store.records import MetaChange, NewAssetFields
 from cansync.store.sse import since_from_request, stream_changes
 from cansync.wire.pb import can_sync_pb2
@@ -31,6 +32,7 @@ SYNC_KEY_HEADER = "X-Sync-Key"
 SYNC_KEY_QUERY = "key"
 MAX_REQUEST_MESSAGE_BYTES = 64 * 1024 * 1024
 PUSH_CHUNK_BYTES = 256 * 1024
+MAX_HASHES_PAGE = 100_000  # a larger limit is cut to this (the answer says `more`): bounds one answer
 
 log = logging.getLogger("cansync.store")
 
@@ -78,16 +80,40 @@ def _since(request: web.Request, body_since: int) -> int:
 
 def _require_hash(value: str, what: str) -> str:
     if not is_asset_hash(value):
-        raise BadRequest(f"{what}: {value!r} is not an asset hash (64 lower-case hex digits)")
+        shown = repr(value[:80]) + ("..." if len(value) > 80 else "")
+        raise BadRequest(f"{what}: {shown} is not an asset hash (64 lower-case hex digits)")
     return value
+
+
+def _limit(request: web.Request, body_limit: int) -> int | None:
+    """The page size asked for (None: no limit), capped at MAX_HASHES_PAGE."""
+    raw = request.query.get("limit")
+    if raw is None:
+        limit = body_limit
+        if limit < 0:
+            raise BadRequest(f"/sync/hashes: limit must be 0 (no limit) or more, got {limit}")
+    else:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise BadRequest(f"/sync/hashes: limit must be a whole number, got {raw[:40]!r}") from None
+        if limit < 0:
+            raise BadRequest(f"/sync/hashes: limit must be 0 (no limit) or more, got {raw[:40]}")
+    return min(limit, MAX_HASHES_PAGE) if limit else None
 
 
 async def sync_hashes(request: web.Request) -> web.Response:
     store: AssetStore = request.app[STORE_KEY]
     body = await _whole_body(request, "/sync/hashes")
     hashes_request = parse_message(body, can_sync_pb2.HashesRequest, "/sync/hashes")
-    records, watermark = await store.changed_since(_since(request, hashes_request.since))
-    return _protobuf(can_sync_pb2.HashesResponse(assets=[r.to_digest() for r in records], watermark=watermark))
+    since = _since(request, hashes_request.since)
+    page = await store.digests_since(since, _limit(request, hashes_request.limit))
+    digest = can_sync_pb2.AssetDigest
+    assets = [
+        digest(hash=h, timestamp=ts, trashed=bool(trashed), meta_updated_ms=meta_ms, size=size, changed_seq=seq)
+        for h, ts, trashed, meta_ms, size, seq in page.rows
+    ]
+    return _protobuf(can_sync_pb2.HashesResponse(assets=assets, watermark=page.watermark, more=page.more))
 
 
 async def sync_pull(request: web.Request) -> web.StreamResponse:
@@ -173,6 +199,66 @@ async def sync_push(request: web.Request) -> web.Response:
     return _protobuf(can_sync_pb2.PushResult(hash=record.hash, created=created, meta=record.to_proto()))
 
 
+async def _content_of(stream: StreamReader, size: int, what: str) -> AsyncIterator[bytes]:
+    """Exactly `size` bytes of a body, in chunks; BadRequest when the body ends first."""
+    remaining = size
+    while remaining:
+        chunk = await stream.read(min(remaining, PUSH_CHUNK_BYTES))
+        if not chunk:
+            raise BadRequest(f"{what}: the body ends {remaining} bytes before the end of the content")
+        remaining -= len(chunk)
+        yield chunk
+
+
+_OUTCOMES = {
+    PushOutcome.CREATED: can_sync_pb2.PUSH_CREATED,
+    PushOutcome.ALREADY_HELD: can_sync_pb2.PUSH_ALREADY_HELD,
+    PushOutcome.REFUSED: can_sync_pb2.PUSH_REFUSED,
+}
+
+
+def _verdict_proto(verdict: PushVerdict) -> can_sync_pb2.PushBatchItemResult:
+    result = can_sync_pb2.PushBatchItemResult(hash=verdict.hash, outcome=_OUTCOMES[verdict.outcome])
+    if verdict.reason:
+        result.reason = verdict.reason
+    if verdict.record is not None:
+        result.meta.CopyFrom(verdict.record.to_proto())
+    return result
+
+
+async def sync_push_batch(request: web.Request) -> web.Response:
+    """A sequence of (delimited AssetMeta, meta.size content bytes): each asset judged alone, all stored
+    with one index transaction; over a bound, cut off or unreadable, the whole batch is refused."""
+    store: AssetStore = request.app[STORE_KEY]
+    content_bytes = 0
+    async with store.push_batch() as batch:
+        while True:
+            what = f"/sync/push_batch asset {len(batch) + 1}"
+            meta = await read_next_delimited(request.content, can_sync_pb2.AssetMeta, what)
+            if meta is None:
+                break
+            if len(batch) >= MAX_BATCH_ASSETS:
+                raise PayloadTooLarge(f"{what}: at most {MAX_BATCH_ASSETS} assets per batch; nothing was stored")
+            content_bytes += meta.size
+            if content_bytes > MAX_BATCH_BYTES:
+                raise PayloadTooLarge(
+                    f"{what}: at most {MAX_BATCH_BYTES} content bytes per batch (send a large asset by "
+                    "/sync/push); nothing was stored"
+                )
+            content = _content_of(request.content, meta.size, what)
+            try:
+                fields = _fields_from_meta(meta)
+                _require_hash(meta.hash, "meta.hash")
+            except (BadRequest, InvalidName) as exc:
+                batch.refuse(meta.hash, str(exc))
+                async for _ in content:  # skip it: the next asset follows
+                    pass
+                continue
+            await batch.add(meta.hash, fields, content)
+        verdicts = await batch.commit()
+    return _protobuf(can_sync_pb2.PushBatchResult(results=[_verdict_proto(v) for v in verdicts]))
+
+
 async def sync_meta(request: web.Request) -> web.Response:
     store: AssetStore = request.app[STORE_KEY]
     body = await _whole_body(request, "/sync/meta")
@@ -203,5 +289,6 @@ def add_sync_routes(app: web.Application) -> None:
     app.router.add_post("/sync/hashes", sync_hashes)
     app.router.add_post("/sync/pull", sync_pull)
     app.router.add_post("/sync/push", sync_push)
+    app.router.add_post("/sync/push_batch", sync_push_batch)
     app.router.add_post("/sync/meta", sync_meta)
     app.router.add_get("/sync/events", sync_events)

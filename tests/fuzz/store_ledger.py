@@ -65,15 +65,21 @@ class StoreLedger:
     def account_write(self, what: str, asset_hash: str) -> None:
         """A legitimate acceptance touching asset_hash: only that asset's file may have changed, and
         it must hash to its name and sit in the root or .trash."""
+        self.account_writes(what, {asset_hash})
+
+    def account_writes(self, what: str, asset_hashes: set[str]) -> None:
+        """The same for an acceptance touching several assets (a batch push)."""
         before = self.disk
         self.refresh()
         self.accepted_writes += 1
         changed = before.files ^ self.disk.files
-        assert all(asset_hash in Path(f).name for f in changed), f"{what}: other files changed: {changed}"
+        named = {f: [h for h in asset_hashes if h in Path(f).name] for f in changed}
+        assert all(named.values()), f"{what}: other files changed: {changed}"
         assert self.disk.siblings == before.siblings, f"{what}: something appeared beside the store root"
         for rel in self.disk.files & changed:
             assert str(Path(rel).parent) in (".", ".trash"), f"{what}: file written outside the root: {rel}"
-            assert sha256_hex((self.root / rel).read_bytes()) == asset_hash, f"{what}: {rel} has other content"
+            content_hash = sha256_hex((self.root / rel).read_bytes())
+            assert content_hash in named[rel], f"{what}: {rel} has other content"
 
     def check_whole_store(self) -> None:
         self.refresh()

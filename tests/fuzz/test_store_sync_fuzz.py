@@ -41,6 +41,9 @@ pytestmark = pytest.mark.timeout(240)
 SEED_CONTENTS = [b"fuzz seed: a live asset", b"fuzz seed: a trashed asset"]
 SEED_HASHES = [sha256_hex(c) for c in SEED_CONTENTS]
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # cansync/store/delimited.py: larger length prefixes are refused
+MAX_BATCH_ASSETS = 1024  # cansync/store/push_batch.py and proto/can_sync.proto: a batch's bounds
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+MAX_HASHES_PAGE = 100_000  # cansync/store/sync_api.py: a larger limit is cut to this
 INT64 = range(-(2**63), 2**63)
 
 _BASE = settings(
@@ -118,13 +121,46 @@ def protobuf_bodies(cls: type, valid: st.SearchStrategy) -> st.SearchStrategy[by
 def test_sync_hashes_bodies(ledger: StoreLedger, inputs: InputCounter, body: bytes) -> None:
     inputs.add()
     response = ledger.send("POST", "/sync/hashes", content=body, headers=ledger.headers())
-    if parse_whole(body, can_sync_pb2.HashesRequest) is None:
+    request = parse_whole(body, can_sync_pb2.HashesRequest)
+    if request is None or request.limit < 0:
         ledger.assert_refused(response, f"/sync/hashes body {body[:60]!r}")
         return
     assert response.status_code == 200, response.text
     answer = can_sync_pb2.HashesResponse.FromString(response.content)
     assert {d.hash for d in answer.assets} <= ledger.held
+    check_page(answer, request.since, request.limit, f"/sync/hashes body {body[:60]!r}")
     ledger.assert_unchanged("/sync/hashes")
+
+
+def check_page(answer: can_sync_pb2.HashesResponse, since: int, limit: int, what: str) -> None:
+    """A page holds at most `limit` digests after since in changed_seq order; a cut page's watermark
+    is its last digest's changed_seq, a last page's is the clock, past every digest."""
+    seqs = [d.changed_seq for d in answer.assets]
+    assert seqs == sorted(seqs) and all(seq > since for seq in seqs), what
+    if limit > 0:
+        assert len(seqs) <= min(limit, MAX_HASHES_PAGE), what
+    if answer.more:
+        assert limit > 0 and len(seqs) == min(limit, MAX_HASHES_PAGE) and answer.watermark == seqs[-1], what
+    else:
+        assert all(seq <= answer.watermark for seq in seqs), what
+
+
+@fuzz(200)
+@given(limit=HOSTILE_SINCE, since=st.sampled_from([0, 1, 2, 3]))
+def test_sync_hashes_limit_query(ledger: StoreLedger, inputs: InputCounter, limit: str, since: int) -> None:
+    inputs.add()
+    response = ledger.send("POST", "/sync/hashes", params={"since": since, "limit": limit}, headers=ledger.headers())
+    what = f"/sync/hashes?since={since}&limit={limit[:80]!r}"
+    try:
+        valid = int(limit) >= 0
+    except ValueError:
+        valid = False
+    if not valid:
+        ledger.assert_refused(response, what)
+        return
+    assert response.status_code == 200, f"{what}: {response.text}"
+    check_page(can_sync_pb2.HashesResponse.FromString(response.content), since, int(limit), what)
+    ledger.assert_unchanged(what)
 
 
 @fuzz(300)
@@ -148,7 +184,7 @@ def test_sync_hashes_since_query(ledger: StoreLedger, inputs: InputCounter, sinc
 def test_sync_routes_refuse_wrong_keys(ledger: StoreLedger, inputs: InputCounter, key: str) -> None:
     if key == SYNC_KEY:
         return
-    for route in ("/sync/hashes", "/sync/pull", "/sync/push", "/sync/meta"):
+    for route in ("/sync/hashes", "/sync/pull", "/sync/push", "/sync/push_batch", "/sync/meta"):
         inputs.add()
         response = ledger.send("POST", route, content=b"", headers={"X-Sync-Key": key} if key else {})
         assert response.status_code in (401, 403), response.text
@@ -277,6 +313,100 @@ def test_sync_push(ledger: StoreLedger, inputs: InputCounter, body: bytes) -> No
     assert result.meta.timestamp == meta.timestamp if meta.timestamp > 0 else result.meta.timestamp > 0
     assert not any(p in result.meta.human_file_name for p in ("/", "\\")) and result.meta.human_file_name != ".."
     ledger.account_write("/sync/push", meta.hash)
+
+
+# --- POST /sync/push_batch --------------------------------------------------------------------------
+
+
+@st.composite
+def batch_metas(draw: st.DrawFn, content: bytes) -> can_sync_pb2.AssetMeta:
+    """Mostly honest (sizes that frame the batch right, plain words), so that batches get judged asset
+    by asset; now and then a lying size or hash and hostile values."""
+    hostile = draw(st.integers(0, 3)) == 0
+    values = NAME_VALUES if hostile else BENIGN_WORD
+    lying_size = draw(st.integers(0, 9)) == 0
+    return can_sync_pb2.AssetMeta(
+        hash=draw(st.one_of(st.just(sha256_hex(content)), hash_choices(SEED_HASHES))),
+        timestamp=draw(HOSTILE_INT64),
+        size=draw(st.one_of(st.integers(0, 400), HOSTILE_UINT64)) if lying_size else len(content),
+        mime_type=draw(values),
+        tags=draw(st.lists(values, max_size=3)),
+        description=draw(values),
+        human_file_name=draw(values),
+        trashed=draw(st.booleans()),
+        meta_updated_ms=draw(HOSTILE_INT64),
+        meta_origin=draw(values),
+        extension=draw(EXTENSIONS if hostile else st.sampled_from(["", "txt", "bin"])),
+    )
+
+
+@st.composite
+def push_batch_bodies(draw: st.DrawFn) -> bytes:
+    """Sequences of (delimited AssetMeta, content): honest, with lying sizes or hashes, repeated
+    assets, hostile field values; sometimes mutated as a whole."""
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(0, 6))):
+        if parts and draw(st.integers(0, 5)) == 0:
+            parts.append(draw(st.sampled_from(parts)))  # the same asset again in one batch
+            continue
+        content = draw(st.binary(max_size=200))
+        parts.append(delimited(draw(batch_metas(content)).SerializeToString()) + content)
+    body = b"".join(parts)
+    if draw(st.integers(0, 3)) == 0:
+        body = draw(mutated(body))
+    return body
+
+
+def batch_view(body: bytes) -> list[tuple[can_sync_pb2.AssetMeta, bytes]] | None:
+    """The assets the store reads from a batch body, or None when it must refuse the batch whole."""
+    items: list[tuple[can_sync_pb2.AssetMeta, bytes]] = []
+    position, content_bytes = 0, 0
+    while position < len(body):
+        meta, _ = server_view(body[position:], can_sync_pb2.AssetMeta)
+        if meta is None:
+            return None
+        position += 4 + struct.unpack(">I", body[position : position + 4])[0]
+        content_bytes += meta.size
+        if len(items) >= MAX_BATCH_ASSETS or content_bytes > MAX_BATCH_BYTES or position + meta.size > len(body):
+            return None
+        items.append((meta, body[position : position + meta.size]))
+        position += meta.size
+    return items
+
+
+@fuzz(500)
+@given(body=st.one_of(push_batch_bodies(), st.binary(max_size=120)))
+def test_sync_push_batch(ledger: StoreLedger, inputs: InputCounter, body: bytes) -> None:
+    inputs.add()
+    items = batch_view(body)
+    response = ledger.send("POST", "/sync/push_batch", content=body, headers=ledger.headers())
+    what = f"/sync/push_batch body {body[:120]!r}"
+    if items is None:
+        ledger.assert_refused(response, what)
+        return
+    assert response.status_code == 200, f"{what}: {response.text}"
+    results = can_sync_pb2.PushBatchResult.FromString(response.content).results
+    assert len(results) == len(items), what
+    held, created = ledger.held, set()
+    for (meta, content), result in zip(items, results, strict=True):
+        assert result.hash == meta.hash, what
+        stored_before = meta.hash in held or meta.hash in created
+        if result.outcome == can_sync_pb2.PUSH_CREATED:
+            assert not stored_before and sha256_hex(content) == meta.hash, f"{what}: created {meta.hash}"
+            assert result.meta.size == len(content) and result.meta.hash == meta.hash, what
+            created.add(meta.hash)
+        elif result.outcome == can_sync_pb2.PUSH_ALREADY_HELD:
+            assert stored_before and result.meta.hash == meta.hash, f"{what}: held {meta.hash}"
+        else:
+            assert result.outcome == can_sync_pb2.PUSH_REFUSED and result.reason, f"{what}: {result}"
+            assert not result.HasField("meta"), what
+            # a hash that is no hash, or a content not matching a hash the store lacks, is refused
+        if not is_hash(meta.hash) or (not stored_before and sha256_hex(content) != meta.hash):
+            assert result.outcome == can_sync_pb2.PUSH_REFUSED, f"{what}: {meta.hash} not refused"
+    if created:
+        ledger.account_writes("/sync/push_batch", created)
+    else:
+        ledger.assert_unchanged(f"{what}: nothing created")
 
 
 # --- POST /sync/meta --------------------------------------------------------------------------------

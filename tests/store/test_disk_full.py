@@ -70,3 +70,18 @@ def test_a_full_disk_refuses_with_507_and_leaves_nothing_partial(small_store: st
     # if no partial temp file of the refused 8 MiB writes is left on the disk
     small = ingest(api, b"s" * (3 * MiB), "small.bin")
     assert set(store_digests(small_store, KEY)) == {kept, small}
+
+
+def test_a_batch_that_fills_the_disk_is_refused_whole_and_gives_the_space_back(small_store: str) -> None:
+    api = f"{small_store}/api/v1/can/0"
+    kept = ingest(api, b"k" * (2 * MiB), "kept.bin")
+    fits = [bytes([i]) * MiB for i in range(2)]  # these two fit; the third does not
+    too_big = bytes(range(256)) * (8 * MiB // 256)
+    body = b"".join(push_body(content) for content in [*fits, too_big])
+    answer = httpx.post(f"{small_store}/sync/push_batch", content=body, headers={"X-Sync-Key": KEY}, timeout=60)
+    assert answer.status_code == 507, answer.text
+    assert "no space left" in answer.json()["error"]
+    assert set(store_digests(small_store, KEY)) == {kept}  # not even the assets that fitted
+    # the staged files of the whole batch are gone: 2 + 3 MiB fit in 6 MiB only without them
+    small = ingest(api, b"s" * (3 * MiB), "small.bin")
+    assert set(store_digests(small_store, KEY)) == {kept, small}
