@@ -21,6 +21,7 @@ from cansync.can.store_client import StoreClient
 from cansync.core.commands import StoreAsset
 from cansync.core.events import AssetReceived, Direction, Event, EventKind
 from cansync.core.faults import Failure, failed_transfer
+from cansync.wire.pb import can_sync_pb2
 from cansync.wire.peer_messages import meta_from_record
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class AssetIntake:
 
     async def _push_group(self, commands: list[StoreAsset]) -> None:
         try:
-            events = [await self._store(command) for command in commands]
+            events = await self._store_all(commands)
             try:
                 await self.ledger.record(*events)
             except Exception as exc:  # noqa: BLE001 - the assets stay pending in the state: retried later
@@ -71,18 +72,45 @@ class AssetIntake:
         for asset in assets:
             self.staging.discard(asset)
 
-    async def _store(self, command: StoreAsset) -> Event:
-        asset, peer = command.hash, command.peer
-        path = self.staging.path(asset)
-        if not await asyncio.to_thread(path.exists):
-            return failed_transfer(peer, asset, Direction.IN, Failure.STAGING_LOST, f"staged file {path} is gone")
-        try:
-            await self.can.push(meta_from_record(command.meta), path)
-        except CanServiceError as exc:
-            ours = isinstance(exc, CanServiceUnavailable) or (exc.status or 0) >= 500 or exc.status in (401, 403)
-            failure = Failure.STORE_UNAVAILABLE if ours else Failure.STORE_REFUSED
-            log.error("could not store %s locally: %s", asset[:12], exc)
-            return failed_transfer(peer, asset, Direction.IN, failure, f"local store: {exc}")
-        except OSError as exc:
-            return failed_transfer(peer, asset, Direction.IN, Failure.STAGING_LOST, f"staged file: {exc}")
-        return Event.of(AssetReceived(int(command.meta.get("timestamp", 0))), peer=peer, hash=asset)
+    async def _store_all(self, commands: list[StoreAsset]) -> list[Event]:
+        """Push the group (in one request where the store has a batch route); an event per asset: its
+        received mark, or the failure that says whose fault it was."""
+        events: dict[str, Event] = {}
+        present: list[StoreAsset] = []
+
+        def fail(command: StoreAsset, failure: Failure, reason: str) -> None:
+            events[command.hash] = failed_transfer(command.peer, command.hash, Direction.IN, failure, reason)
+
+        for command in commands:
+            path = self.staging.path(command.hash)
+            if await asyncio.to_thread(path.exists):
+                present.append(command)
+            else:
+                reason = f"staged file {path} is gone"
+                events[command.hash] = failed_transfer(
+                    command.peer, command.hash, Direction.IN, Failure.STAGING_LOST, reason
+                )
+        if present:
+            items = [(meta_from_record(c.meta), self.staging.path(c.hash)) for c in present]
+            try:
+                results = await self.can.push_batch(items)
+            except CanServiceError as exc:  # the whole request failed: our store is down or broken
+                ours = isinstance(exc, CanServiceUnavailable) or (exc.status or 0) >= 500 or exc.status in (401, 403)
+                failure = Failure.STORE_UNAVAILABLE if ours else Failure.STORE_REFUSED
+                log.error("could not store %d asset(s) locally: %s", len(present), exc)
+                for command in present:
+                    fail(command, failure, f"local store: {exc}")
+            except OSError as exc:
+                for c in present:
+                    events[c.hash] = failed_transfer(
+                        c.peer, c.hash, Direction.IN, Failure.STAGING_LOST, f"staged file: {exc}"
+                    )
+            else:
+                for command, result in zip(present, results, strict=True):
+                    if result.outcome == can_sync_pb2.PUSH_REFUSED:  # this asset alone: the sender's record
+                        log.error("could not store %s locally: %s", command.hash[:12], result.reason)
+                        fail(command, Failure.STORE_REFUSED, f"local store refused it: {result.reason}")
+                    else:
+                        mark = AssetReceived(int(command.meta.get("timestamp", 0)))
+                        events[command.hash] = Event.of(mark, peer=command.peer, hash=command.hash)
+        return [events[c.hash] for c in commands]
