@@ -46,7 +46,7 @@ from cansync.core.events import (
     PeerResumed,
 )
 from cansync.core.links import Link, keep_new_link
-from cansync.core.peer_state import LinkStatus, TransferStatus
+from cansync.core.peer_state import LinkStatus
 from cansync.discovery.lan import LanDiscovery
 from cansync.journal.recorder import Journal, wall_ms
 from cansync.net.address import EndpointAddress
@@ -297,12 +297,12 @@ class Agent:
         """Assets received and sent, bytes received and sent, assets still wanted and owed (in session)."""
         state = self.ledger.state
         received = sum(len(p.received_from) for p in state.peers.values())
-        sent = sum(1 for p in state.peers.values() for t in p.outgoing.values() if t.status is TransferStatus.COMPLETED)
+        sent = sum(p.sent_count for p in state.peers.values())
         bytes_in = sum(p.bytes_in for p in state.peers.values())
         bytes_out = sum(p.bytes_out for p in state.peers.values())
-        in_session = [state.peers[p] for p in self.sessions if p in state.peers]
-        wanted = len(set().union(*(p.has for p in in_session)) - state.local) if in_session else 0
-        owed = sum(len(state.local - p.has) for p in in_session)
+        in_session = [p for p in self.sessions if p in state.peers]
+        wanted = len(set().union(*(state.wanted(p) for p in in_session))) if in_session else 0
+        owed = sum(len(state.owed(p)) for p in in_session)
         return received, sent, bytes_in, bytes_out, wanted, owed
 
     # ------------------------------------------------------------------ pausing peers

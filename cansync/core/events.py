@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     # digests
     HASHES_ADVERTISED = "hashes_advertised"  # the peer holds these
     HASHES_SENT = "hashes_sent"  # we told the peer we hold these
+    PEER_RECONCILED = "peer_reconciled"  # a first meeting settled: what it lacks of ours, what it has extra
     # our own store
     LOCAL_ASSET_SEEN = "local_asset_seen"
     # transfers
@@ -70,6 +71,7 @@ PEER_KINDS = frozenset(
         EventKind.PEER_RESUMED,
         EventKind.HASHES_ADVERTISED,
         EventKind.HASHES_SENT,
+        EventKind.PEER_RECONCILED,
         EventKind.TRANSFER_REQUESTED,
         EventKind.TRANSFER_STARTED,
         EventKind.TRANSFER_CHECKPOINTED,
@@ -257,6 +259,25 @@ class HashesSent:
             bool(data.get("full", False)),
             bool(data.get("live", False)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReconciled:
+    """A set reconciliation with the peer (core.reconcile) settled what it holds, relative to our assets:
+    which of ours it `lacks`, which it has `extra`. From here on its holdings are kept in that form.
+    `watermark`: the peer's store clock its set was taken at (later meetings ask from there)."""
+
+    KIND: ClassVar[EventKind] = EventKind.PEER_RECONCILED
+    lacks: tuple[str, ...]
+    extra: tuple[str, ...]
+    watermark: int = 0
+
+    def to_data(self) -> dict[str, Any]:
+        return {"lacks": list(self.lacks), "extra": list(self.extra), "watermark": self.watermark}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PeerReconciled:
+        return cls(tuple(data.get("lacks") or ()), tuple(data.get("extra") or ()), int(data.get("watermark", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +502,7 @@ Payload = (
     | PeerResumed
     | HashesAdvertised
     | HashesSent
+    | PeerReconciled
     | LocalAssetSeen
     | TransferRequested
     | TransferStarted
@@ -505,6 +527,7 @@ PAYLOAD_TYPES: dict[EventKind, Any] = {
         PeerResumed,
         HashesAdvertised,
         HashesSent,
+        PeerReconciled,
         LocalAssetSeen,
         TransferRequested,
         TransferStarted,

@@ -17,7 +17,8 @@ number per peer, so replaying a journal twice, or a snapshot plus its tail, land
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from sys import intern
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +45,7 @@ from cansync.core.events import (
 )
 from cansync.core.ids import ASSET_ID_LENGTH, NOT_HEX, is_asset_id
 from cansync.core.metadata import MetaValue
+from cansync.core.packed_ids import pack_ids, pack_numbers, unpack_ids, unpack_numbers
 from cansync.core.peer_state import ACTIVE_STATUSES, LinkStatus, PeerState, Transfer, TransferStatus
 
 MAX_FAILURES_PER_PEER = 3
@@ -56,7 +58,7 @@ that holds an asset and a newly met peer is not handed the whole backlog at once
 LOCAL_RETRY_MS = 5_000
 """After a failure of our own (disk full, store down), wait this long before asking again."""
 
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 CHECKED_IDS_KEPT = 4096
 _KEEP = object()  # _set_incoming: leave the transfer's pending record as it is
 NO_RECORD: Mapping[str, Any] = MappingProxyType({})  # a verified transfer whose sender sent no record
@@ -68,7 +70,7 @@ class SnapshotError(ValueError):
 
 class SyncState:
     def __init__(self) -> None:
-        self.local: set[str] = set()  # assets our store holds
+        self.local: dict[str, int] = {}  # assets our store holds -> the seq that made them ours
         self.meta: dict[str, MetaValue] = {}  # winning metadata change per asset
         self.peers: dict[str, PeerState] = {}
         self.last_seq = 0  # newest journal seq folded, any peer
@@ -85,6 +87,7 @@ class SyncState:
         # asking it for. Not state: a replay builds none, and a restart plans from the peers that
         # authenticate anew.
         self._candidates: dict[str, dict[str, None]] = {}
+        self._newest_local_seq = 0
         self._checked_ids: OrderedDict[str, None] = OrderedDict()  # recently folded asset ids, oldest first
         self._emit = True  # False while replaying: handlers update state and skip building commands
         self._handlers: dict[EventKind, Callable[[Event, PeerState | None], list[Command]]] = {
@@ -98,6 +101,7 @@ class SyncState:
             EventKind.PEER_RESUMED: self._peer_resumed,
             EventKind.HASHES_ADVERTISED: self._hashes_advertised,
             EventKind.HASHES_SENT: self._hashes_sent,
+            EventKind.PEER_RECONCILED: self._peer_reconciled,
             EventKind.LOCAL_ASSET_SEEN: self._local_asset_seen,
             EventKind.TRANSFER_REQUESTED: self._transfer_requested,
             EventKind.TRANSFER_STARTED: self._transfer_started,
@@ -250,13 +254,59 @@ class SyncState:
     def peer(self, peer: str) -> PeerState:
         return self.peers.get(peer) or PeerState(peer)
 
+    def holds(self, state: PeerState, asset: str) -> bool:
+        """Does this peer hold the asset (it said so, or we sent it; never anything that came from it is
+        missing here, so nothing is echoed)? After a reconciliation: what it said or got since, or an
+        asset of ours from before the reconciliation that it did not lack then."""
+        if state.mirror_seq:
+            if asset in state.extra or asset in state.received_from:
+                return True
+            seq = self.local.get(asset)
+            return seq is not None and seq <= state.mirror_seq and asset not in state.lacks
+        return asset in state.known
+
+    def vouched(self, state: PeerState, asset: str) -> bool:
+        """Held, and the peer said so itself (not merely that we sent it: its store may have failed)."""
+        return asset not in state.unvouched and self.holds(state, asset)
+
+    def holdings(self, peer: str) -> set[str]:
+        """Everything the peer holds (for tests and tools: at a million assets, a big set)."""
+        state = self.peer(peer)
+        if state.mirror_seq:
+            return {a for a in self.local if self.holds(state, a)} | state.extra
+        return set(state.known)
+
     def owed(self, peer: str) -> set[str]:
-        """What we hold and the peer does not (never anything that came from it: that is in its `has`)."""
-        return self.local - self.peer(peer).has
+        """What we hold and the peer does not (never anything that came from it: it holds that)."""
+        state = self.peer(peer)
+        if state.mirror_seq:
+            lacking = {a for a in state.lacks if a in self.local and a not in state.extra}
+            return (lacking - state.received_from).union(self._local_unknown_to(state))
+        return self.local.keys() - state.known
 
     def wanted(self, peer: str) -> set[str]:
         """What the peer holds and we do not."""
-        return self.peer(peer).has - self.local
+        state = self.peer(peer)
+        if state.mirror_seq:
+            return {a for a in state.extra if a not in self.local}
+        return state.known - self.local.keys()
+
+    def _local_unknown_to(self, state: PeerState) -> Iterator[str]:
+        """Our assets that came after the peer's reconciliation and that it has not said it holds."""
+        if self._newest_local_seq <= state.mirror_seq:
+            return
+        for asset, seq in self.local.items():
+            if seq > state.mirror_seq and asset not in state.extra and asset not in state.received_from:
+                yield asset
+
+    def _counts(self, state: PeerState) -> tuple[int, int, int]:
+        """How many assets the peer holds, we owe it, it owes us."""
+        if state.mirror_seq:
+            owed = len(self.owed(state.peer))
+            wanted = sum(1 for a in state.extra if a not in self.local)
+            return len(self.local) - owed + wanted, owed, wanted
+        wanted = sum(1 for a in state.known if a not in self.local)
+        return len(state.known), len(self.local) - (len(state.known) - wanted), wanted
 
     def never_echo(self, peer: str) -> set[str]:
         return set(self.peer(peer).received_from)
@@ -302,15 +352,17 @@ class SyncState:
         peers = {}
         for peer, state in sorted(self.peers.items()):
             rejected = state.link is LinkStatus.REJECTED
+            holds, owed, wanted = self._counts(state)
             peers[peer] = {
                 "link": state.link.value,
                 "found_via": sorted(state.found_via),
                 "reject_reason": state.reject_reason,
-                "has": len(state.has),
+                "has": holds,
                 # nothing is owed to or wanted from a peer that failed the passphrase proof
-                "owed": 0 if rejected else len(self.local - state.has),
-                "wanted": 0 if rejected else len(state.has - self.local),
+                "owed": 0 if rejected else owed,
+                "wanted": 0 if rejected else wanted,
                 "received_from": len(state.received_from),
+                "sent": state.sent_count,
                 "in_flight": [
                     {"direction": d, "hash": h, "status": t.status.value, "offset": t.offset, "size": t.size}
                     for (d, h), t in sorted(state.in_flight().items())
@@ -340,7 +392,8 @@ class SyncState:
             "last_seq": self.last_seq,
             "local_seq": self.local_seq,
             "store_watermark": self.store_watermark,
-            "local": sorted(self.local),
+            "local": pack_ids(sorted(self.local)),
+            "local_seqs": pack_numbers(self.local[a] for a in sorted(self.local)),
             "meta": {h: v.to_data() for h, v in sorted(self.meta.items())},
             "failures": dict(sorted(self.failures.items())),
             "peers": {p: s.to_data() for p, s in sorted(self.peers.items())},
@@ -355,7 +408,8 @@ class SyncState:
             state.last_seq = int(data["last_seq"])
             state.local_seq = int(data["local_seq"])
             state.store_watermark = int(data["store_watermark"])
-            state.local = set(data["local"])
+            state.local = dict(zip(unpack_ids(data["local"]), unpack_numbers(data["local_seqs"]), strict=True))
+            state._newest_local_seq = max(state.local.values(), default=0)
             state.meta = {h: MetaValue.from_data(v) for h, v in data["meta"].items()}
             state.failures.update({str(k): int(n) for k, n in data["failures"].items()})
             state.peers = {p: PeerState.from_data(p, s) for p, s in data["peers"].items()}
@@ -374,7 +428,7 @@ class SyncState:
     # ------------------------------------------------------------------ helpers
 
     def _may_request(self, state: PeerState, asset: str, now_ms: int) -> bool:
-        if state.link is not LinkStatus.AUTHENTICATED or state.paused or asset not in state.has:
+        if state.link is not LinkStatus.AUTHENTICATED or state.paused or not self.holds(state, asset):
             return False
         if asset in self.local or self.claimed(asset) or self.paused_until(asset) > now_ms:
             return False
@@ -391,10 +445,41 @@ class SyncState:
         candidates again; `avoid` (the peer whose transfer just failed) only if no other holder is."""
         if not self._emit or asset in self.local:
             return
-        holders = [p for p in self.authenticated_peers() if asset in self.peers[p].has]
+        holders = [p for p in self.authenticated_peers() if self.holds(self.peers[p], asset)]
         others = [p for p in holders if p != avoid]
         for peer in others or holders:
             self._mark(peer, asset)
+
+    def _vouch(self, state: PeerState, asset: str) -> None:
+        """The peer says it holds the asset (its digests, or it sent it to us). Only the peer's own sets
+        change, never by looking at ours: the fold of one peer's events cannot depend on when our
+        store's events are folded beside them."""
+        asset = intern(asset)
+        state.unvouched.discard(asset)
+        if state.mirror_seq:
+            state.lacks.discard(asset)
+            state.extra.add(asset)
+        else:
+            state.known.add(asset)
+
+    def _sent(self, state: PeerState, asset: str) -> None:
+        """We sent the peer the asset: it holds it now, as far as we know, without having said so."""
+        asset = intern(asset)
+        held = state.extra if state.mirror_seq else state.known
+        if asset in held:
+            return
+        state.unvouched.add(asset)
+        held.add(asset)
+        state.lacks.discard(asset)
+
+    def _became_local(self, asset: str, seq: int) -> None:
+        """Our store holds the asset, since this seq (the earliest one that said so, whatever the order)."""
+        asset = intern(asset)
+        known = self.local.get(asset)
+        if known is None or (seq and (not known or seq < known)):
+            self.local[asset] = seq
+        if seq > self._newest_local_seq:
+            self._newest_local_seq = seq
 
     def _set_incoming(
         self, state: PeerState, asset: str, transfer: Transfer, status: TransferStatus, meta: Any
@@ -477,7 +562,7 @@ class SyncState:
         for transfer in state.incoming.values():
             transfer.failures = 0
         if self._emit:
-            for asset in sorted(state.has - self.local):
+            for asset in sorted(self.wanted(state.peer)):
                 self._mark(state.peer, asset)
         return []
 
@@ -529,8 +614,8 @@ class SyncState:
         assert state is not None
         data = event.data
         hashes = [h for h in data.get("hashes") or () if is_asset_id(h)]
-        state.has.update(hashes)
-        state.said_has.update(hashes)
+        for asset in hashes:
+            self._vouch(state, asset)
         watermark = int(data.get("watermark", 0))
         if watermark > state.their_watermark:
             state.their_watermark = watermark
@@ -549,20 +634,37 @@ class SyncState:
             state.our_watermark_sent = watermark
         return []
 
+    def _peer_reconciled(self, event: Event, state: PeerState | None) -> list[Command]:
+        assert state is not None
+        data = event.data
+        state.mirror_seq = event.seq or 1
+        state.known.clear()
+        state.unvouched.clear()  # the peer vouched for its whole set
+        # what came from the peer is never owed back to it, whatever the exchange found (no echo)
+        state.lacks = {intern(a) for a in data.get("lacks") or () if is_asset_id(a)} - state.received_from
+        state.extra = {intern(a) for a in data.get("extra") or () if is_asset_id(a)}
+        watermark = int(data.get("watermark", 0))
+        if watermark > state.their_watermark:
+            state.their_watermark = watermark
+        if event.time_ms > state.last_sync_ms:
+            state.last_sync_ms = event.time_ms
+        if self._emit and state.link is LinkStatus.AUTHENTICATED:
+            for asset in sorted(self.wanted(state.peer)):
+                self._mark(state.peer, asset)
+        return []
+
     def _local_asset_seen(self, event: Event, state: PeerState | None) -> list[Command]:
         assert event.hash is not None
         changed_seq = int(event.data.get("changed_seq", 0))
         if changed_seq > self.store_watermark:
             self.store_watermark = changed_seq
-        if event.hash in self.local:
-            return []
-        self.local.add(event.hash)
-        if not self._emit:
+        asset = event.hash
+        new = asset not in self.local
+        self._became_local(asset, event.seq)
+        if not new or not self._emit:
             return []
         return [
-            Advertise(peer, (event.hash,))
-            for peer in self.authenticated_peers()
-            if event.hash not in self.peers[peer].has
+            Advertise(peer, (asset,)) for peer in self.authenticated_peers() if not self.holds(self.peers[peer], asset)
         ]
 
     # ------------------------------------------------------------------ handlers: transfers
@@ -641,20 +743,24 @@ class SyncState:
         size, sent = data.get("size"), data.get("sent")
         if event.time_ms > state.last_sync_ms:
             state.last_sync_ms = event.time_ms
-        state.has.add(asset)  # either it sent us the asset, or it now holds what we sent
         if data.get("direction") == Direction.OUT:
-            transfer = state.outgoing.setdefault(asset, Transfer(TransferStatus.COMPLETED))
-            transfer.status = TransferStatus.COMPLETED
-            if size is not None:
-                transfer.size = transfer.offset = int(size)
-            state.bytes_out += int(sent) if sent is not None else (transfer.size or 0)
+            # it holds what we sent; the record of the send is no longer needed (a count stays)
+            self._sent(state, asset)
+            transfer = state.outgoing.pop(asset, None)
+            state.sent_count += 1
+            if sent is not None:
+                state.bytes_out += int(sent)
+            elif size is not None:
+                state.bytes_out += int(size)
+            elif transfer is not None and transfer.size:
+                state.bytes_out += transfer.size
             return []
         transfer = state.incoming.get(asset) or Transfer(TransferStatus.COMPLETED)
         if size is not None:
             transfer.size = transfer.offset = int(size)
             transfer.offset_seq = event.seq
-        state.received_from.add(asset)  # marked before our store hears of it: no echo race
-        state.said_has.add(asset)
+        self._vouch(state, asset)  # marked before our store hears of it: no echo race
+        state.received_from.add(intern(asset))
         state.bytes_in += int(sent) if sent is not None else (transfer.size or 0)
         # the record is kept whether or not our store already has it, so the fold does not depend on order
         transfer.retry_ms = 0
@@ -710,15 +816,13 @@ class SyncState:
     def _asset_received(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
         asset = event.hash
-        self.local.add(asset)
-        state.has.add(asset)
-        state.said_has.add(asset)
-        state.received_from.add(asset)
+        self._became_local(asset, event.seq)
+        self._vouch(state, asset)
+        state.received_from.add(intern(asset))
         transfer = state.incoming.get(asset)
         if transfer is not None:
             if transfer.status is TransferStatus.COMPLETED and transfer.meta is not None:
                 # the usual case, counted here without the general path: the push landed
-                transfer.meta = None
                 left = self._pushing[asset] - 1
                 if left:
                     self._pushing[asset] = left
@@ -726,13 +830,14 @@ class SyncState:
                     del self._pushing[asset]
             else:
                 self._set_incoming(state, asset, transfer, TransferStatus.COMPLETED, None)
+            del state.incoming[asset]  # received: the record of the transfer is no longer needed
         if not self._emit:
             return []
         # Tell the other peers: they may lack it. Never the peer it came from.
         commands: list[Command] = [
             Advertise(peer, (asset,))
             for peer in self.authenticated_peers()
-            if peer != state.peer and asset not in self.peers[peer].has
+            if peer != state.peer and not self.holds(self.peers[peer], asset)
         ]
         winner = self.meta.get(asset)
         if winner is not None:

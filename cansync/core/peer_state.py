@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cansync.core.packed_ids import pack_ids, unpack_ids
+
 
 class TransferStatus(StrEnum):
     REQUESTED = "requested"
@@ -67,16 +69,28 @@ class Transfer:
 
 @dataclass
 class PeerState:
+    """One peer as the journal tells it.
+
+    What the peer holds is kept in one of two forms. Until a reconciliation with it, `known`: what it
+    vouched for or we sent it. After one (`mirror_seq`, the seq of that reconciliation), relative to our
+    own assets: our assets but `lacks`, plus `extra`. A mirror of a million assets then costs only its
+    differences (SyncState.holds reads either form).
+    """
+
     peer: str
     link: LinkStatus = LinkStatus.DISCOVERED
     found_via: set[str] = field(default_factory=set)
     addrs: tuple[str, ...] = ()
     reject_reason: str | None = None
-    has: set[str] = field(default_factory=set)  # assets the peer is known to hold (only grows)
-    # what the peer itself vouched for (its digests, or it sent it to us); `has` also counts what we sent
-    # it, which its store may still have failed to keep, so digest answers leave out only these
-    said_has: set[str] = field(default_factory=set)
+    known: set[str] = field(default_factory=set)  # before a reconciliation: what it holds
+    mirror_seq: int = 0  # the seq of its reconciliation, 0 before one
+    lacks: set[str] = field(default_factory=set)  # after one: assets of ours it does not hold
+    extra: set[str] = field(default_factory=set)  # after one: assets it holds that we do not
+    # held only because we sent it, not because it said so: its store may have failed to keep it, so a
+    # digest answer still names these
+    unvouched: set[str] = field(default_factory=set)
     received_from: set[str] = field(default_factory=set)  # came from this peer: never echo back
+    sent_count: int = 0  # assets we finished sending it
     incoming: dict[str, Transfer] = field(default_factory=dict)  # hash -> transfer from the peer
     outgoing: dict[str, Transfer] = field(default_factory=dict)  # hash -> transfer to the peer
     their_watermark: int = 0  # the peer's store clock that the digests it sent us reach
@@ -101,9 +115,13 @@ class PeerState:
             "found_via": sorted(self.found_via),
             "addrs": list(self.addrs),
             "reject_reason": self.reject_reason,
-            "has": sorted(self.has),
-            "said_has": sorted(self.said_has),
-            "received_from": sorted(self.received_from),
+            "known": pack_ids(sorted(self.known)),
+            "mirror_seq": self.mirror_seq,
+            "lacks": pack_ids(sorted(self.lacks)),
+            "extra": pack_ids(sorted(self.extra)),
+            "unvouched": pack_ids(sorted(self.unvouched)),
+            "received_from": pack_ids(sorted(self.received_from)),
+            "sent_count": self.sent_count,
             "incoming": {h: t.to_data() for h, t in sorted(self.incoming.items())},
             "outgoing": {h: t.to_data() for h, t in sorted(self.outgoing.items())},
             "their_watermark": self.their_watermark,
@@ -125,9 +143,13 @@ class PeerState:
             found_via=set(data["found_via"]),
             addrs=tuple(data["addrs"]),
             reject_reason=data["reject_reason"],
-            has=set(data["has"]),
-            said_has=set(data["said_has"]),
-            received_from=set(data["received_from"]),
+            known=set(unpack_ids(data["known"])),
+            mirror_seq=int(data["mirror_seq"]),
+            lacks=set(unpack_ids(data["lacks"])),
+            extra=set(unpack_ids(data["extra"])),
+            unvouched=set(unpack_ids(data["unvouched"])),
+            received_from=set(unpack_ids(data["received_from"])),
+            sent_count=int(data["sent_count"]),
             incoming={h: Transfer.from_data(t) for h, t in data["incoming"].items()},
             outgoing={h: Transfer.from_data(t) for h, t in data["outgoing"].items()},
             their_watermark=data["their_watermark"],

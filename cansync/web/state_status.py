@@ -11,7 +11,6 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from cansync.core.machine import SyncState
-from cansync.core.peer_state import TransferStatus
 from cansync.web.view import empty_status
 
 
@@ -39,9 +38,8 @@ def status_from_state(
         link = str(info.get("link", "discovered"))
         rejected = link == "rejected"  # a stranger that failed the proof is owed nothing and owes nothing
         peer_state = state.peers.get(peer_id)
-        assets_out = 0
+        assets_out = _int(info.get("sent"))
         if peer_state is not None:
-            assets_out = sum(1 for t in peer_state.outgoing.values() if t.status is TransferStatus.COMPLETED)
             peer_faults += sum(t.failures for t in (*peer_state.incoming.values(), *peer_state.outgoing.values()))
         peer_faults += _int(info.get("protocol_errors"))
         peers.append(

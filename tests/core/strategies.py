@@ -86,6 +86,14 @@ def peer_event(peer: str) -> st.SearchStrategy[Event]:
             st.booleans(),
         ),
         st.builds(lambda h: Event(EventKind.ASSET_RECEIVED, peer=peer, hash=h), assets),
+        st.builds(
+            lambda lacks, extra, w: Event(
+                EventKind.PEER_RECONCILED, peer=peer, data={"lacks": lacks, "extra": extra, "watermark": w}
+            ),
+            st.lists(assets, max_size=3, unique=True),
+            st.lists(assets, max_size=3, unique=True),
+            st.integers(0, 100),
+        ),
         st.builds(lambda h, m: Event(EventKind.METADATA_CHANGED, peer=peer, hash=h, data=m), assets, meta_data),
     )
 

@@ -189,9 +189,46 @@ def test_ids_that_are_not_asset_ids_are_ignored_so_an_old_journal_heals_on_repla
     ]
     journal = [e.journaled(i + 1, i + 1) for i, e in enumerate(events)]
     state = fold(journal)
-    assert state.peer(A).has == {ASSET}
-    assert state.local == set()
+    assert state.holdings(A) == {ASSET}
+    assert not state.local
     assert bad not in state.peer(A).incoming
     node = node_with_peers(A)
     advertise(node, A, bad, upper, ASSET)
     assert node.requested() == {ASSET: [A]}  # the live machine asks only for the real asset
+
+
+def reconciled(node: Node, peer: str, lacks: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> list:
+    from cansync.core.events import PeerReconciled
+
+    return node.record(Event.of(PeerReconciled(lacks, extra, watermark=7), peer=peer))
+
+
+def test_after_a_reconciliation_the_peer_holds_our_assets_but_what_it_lacks_and_what_came_after():
+    node = node_with_peers(A)
+    ours = [asset(n) for n in range(1, 6)]
+    for digest in ours:
+        node.record(Event.of(LocalAssetSeen(), hash=digest))
+    theirs = asset(99)
+    reconciled(node, A, lacks=(ours[0],), extra=(theirs,))
+    state = node.state
+    assert state.owed(A) == {ours[0]}
+    assert state.wanted(A) == {theirs}
+    assert node.requested() == {theirs: [A]}  # what it holds extra is asked for at once
+    assert state.peer(A).their_watermark == 7
+    later = asset(50)
+    commands = node.record(Event.of(LocalAssetSeen(), hash=later))
+    assert any(getattr(c, "peer", None) == A for c in commands)  # a new asset of ours: offered to it
+    assert state.owed(A) == {ours[0], later}
+    node.record(Event.of(HashesAdvertised((later, ours[0])), peer=A))  # it says it has them now
+    assert state.owed(A) == set()
+    assert state.holdings(A) == set(ours) | {later, theirs}
+
+
+def test_a_reconciled_peer_keeps_only_its_differences():
+    node = node_with_peers(A)
+    for n in range(1, 2001):
+        node.record(Event.of(LocalAssetSeen(), hash=asset(n)))
+    reconciled(node, A, lacks=(asset(1),), extra=())
+    peer = node.state.peer(A)
+    assert (len(peer.known), len(peer.lacks), len(peer.extra)) == (0, 1, 0)
+    assert node.state.describe()["peers"][A]["has"] == 1999

@@ -87,7 +87,7 @@ def test_a_plan_asks_for_an_asset_once_and_only_of_a_peer_in_session_that_holds_
             assert request.hash is not None and request.peer is not None
             assert request.hash not in state.local
             assert not state.claimed(request.hash)
-            assert request.hash in state.peer(request.peer).has
+            assert state.holds(state.peer(request.peer), request.hash)
             assert state.peer(request.peer).link is LinkStatus.AUTHENTICATED
         for request in requests:
             planned_seq += 1

@@ -132,10 +132,10 @@ class MachineVersusModel(RuleBasedStateMachine):
 
     @invariant()
     def derived_state_matches_the_model(self):
-        assert self.machine.local == self.local
+        assert set(self.machine.local) == self.local
         for peer in PEERS:
             state = self.machine.peer(peer)
-            assert state.has == self.has[peer]
+            assert self.machine.holdings(peer) == self.has[peer]
             assert self.machine.owed(peer) == self.local - self.has[peer]
             assert self.machine.wanted(peer) == self.has[peer] - self.local
             assert self.came_from[peer] <= state.received_from
