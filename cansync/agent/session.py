@@ -14,6 +14,7 @@ the session ends, all of them end with it, before its disconnect is journaled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,10 +40,15 @@ from cansync.core.protocol import (
     AdmissionVerdict,
     AnswerDigests,
     DigestAnswerPart,
+    JoinReconcile,
     LearnPeers,
+    OpenReconcile,
     PeerProtocol,
+    Reaction,
+    Reconciled,
     SendJob,
 )
+from cansync.core.reconcile import DigestSet
 from cansync.net.endpoint import PeerConnection
 from cansync.net.errors import PeerTimeout, TransportError
 from cansync.net.streams import FramedStream, FrameReader
@@ -63,7 +69,8 @@ CHUNK_BYTES = 4 * 1024 * 1024
 TICK_SECS = 1.0
 STORE_RETRY_SECS = 2.0
 TRANSFER_READ_TIMEOUT = 30.0
-SMALL_BATCH_BYTES = 4 * 1024 * 1024  # small assets held in memory before they are staged and journaled
+SMALL_BATCH_BYTES = 4 * 1024 * 1024
+METADATA_PER_READ = 1000  # small assets held in memory before they are staged and journaled
 
 T = TypeVar("T")
 
@@ -115,7 +122,7 @@ class PeerSession:
         self.staging = staging
         self.host = host
         self.stall_timeout = stall_timeout
-        self.protocol = PeerProtocol(peer, now_ms=host.clock_ms())
+        self.protocol = PeerProtocol(peer, now_ms=host.clock_ms(), our_id=host.our_id)
         self._output = asyncio.Event()  # the rules have something to write
         self._sends = asyncio.Event()  # a send may start
         self._closing: str | None = None
@@ -130,8 +137,9 @@ class PeerSession:
         reason = "connection closed"
         try:
             await self.ledger.record(Event.of(PeerAuthenticated(), peer=self.peer))
-            their_watermark = self.ledger.state.peer(self.peer).their_watermark
-            self.protocol.start(their_watermark, self.host.peer_infos(exclude=self.peer))
+            peer_state = self.ledger.state.peer(self.peer)
+            knows = bool(peer_state.mirror_seq or peer_state.their_watermark)
+            self.protocol.start(peer_state.their_watermark, self.host.peer_infos(exclude=self.peer), knows_peer=knows)
             self._output.set()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read_control(group), name=f"control-{self.short}")
@@ -240,15 +248,67 @@ class PeerSession:
             reaction = self.protocol.receive(message, self.host.clock_ms())
             if isinstance(message, msg.AssetUnavailable):
                 await self.ledger.decide(self._unavailable_judge(message))
-            if reaction.events:
-                await self.ledger.record(*reaction.events)
-            for action in reaction.actions:
-                if isinstance(action, AnswerDigests):
-                    group.create_task(self._answer_digests(action.since), name=f"digests-{self.short}")
-                elif isinstance(action, LearnPeers):
-                    await self.host.learned_peers(action.peers)
-            if reaction.close is not None:
-                raise SessionOver(reaction.close)
+            await self._react(reaction, group)
+
+    async def _react(self, reaction: Reaction, group: asyncio.TaskGroup) -> None:
+        """Do what the rules said after an input: journal, act, and end the session if they say so."""
+        if reaction.events:
+            await self.ledger.record(*reaction.events)
+        for action in reaction.actions:
+            if isinstance(action, AnswerDigests):
+                group.create_task(self._answer_digests(action.since), name=f"digests-{self.short}")
+            elif isinstance(action, LearnPeers):
+                await self.host.learned_peers(action.peers)
+            elif isinstance(action, OpenReconcile | JoinReconcile):
+                first = action.first if isinstance(action, JoinReconcile) else None
+                group.create_task(self._reconcile(first, group), name=f"reconcile-{self.short}")
+            elif isinstance(action, Reconciled):
+                group.create_task(self._settle_reconciliation(action), name=f"reconciled-{self.short}")
+        self._output.set()
+        if reaction.close is not None:
+            raise SessionOver(reaction.close)
+
+    async def _reconcile(self, first: msg.Reconcile | None, group: asyncio.TaskGroup) -> None:
+        """Take our set of assets as the journal knows it, and open or join the exchange over it."""
+        state = self.ledger.state
+        ids, base_seq, watermark = list(state.local), state.last_seq, state.store_watermark
+        digests = await asyncio.to_thread(_digest_set, ids)
+        if first is None:
+            self.protocol.reconcile_open(digests, watermark, base_seq)
+            self._output.set()
+        else:
+            await self._react(self.protocol.reconcile_join(digests, watermark, base_seq, first), group)
+
+    async def _settle_reconciliation(self, done: Reconciled) -> None:
+        """Journal what the reconciliation found (checked against the state in the same step), then send
+        the metadata edits of the assets the peer already holds: the reconciliation carried ids only."""
+
+        def record(state: SyncState) -> tuple[list[Event], None]:
+            return self.protocol.reconciled(done, state), None
+
+        await self.ledger.decide(record)
+        log.info(
+            "peer %s: first meeting settled: it lacks %d of ours, we lack %d of its",
+            self.short, len(done.they_lack), len(done.have_not),
+        )  # fmt: skip
+        await self._send_edited_metadata()
+
+    async def _send_edited_metadata(self) -> None:
+        state = self.ledger.state
+        peer_state = state.peer(self.peer)
+        edited: list[str] = []
+        try:
+            async for page in self.can.hashes_pages(0):
+                edited += [d.hash for d in page.assets if d.meta_updated_ms and state.holds(peer_state, d.hash)]
+        except CanServiceError as exc:
+            log.warning("peer %s: could not read our store's metadata edits for it: %s", self.short, exc)
+            return
+        for start in range(0, len(edited), METADATA_PER_READ):
+            part = edited[start : start + METADATA_PER_READ]
+            records = await self._from_store(functools.partial(self.can.metadata, part))
+            for record in records:
+                self.protocol.forward_metadata(record.hash, meta_value(record, self.host.our_id))
+            self._output.set()
 
     def _unavailable_judge(self, message: msg.AssetUnavailable) -> Callable[[SyncState], tuple[list[Event], None]]:
         """The peer cannot serve an asset: judged against the state where its record is made."""
@@ -266,8 +326,11 @@ class PeerSession:
         digests = [
             msg.Digest(d.hash, d.timestamp, d.trashed, d.meta_updated_ms, d.size, d.changed_seq) for d in answer.assets
         ]
-        vouched = self.ledger.state.peer(self.peer).said_has
-        for part in self.protocol.answer_digests(since, digests, answer.watermark, vouched):
+        state = self.ledger.state
+        peer_state = state.peer(self.peer)
+        for part in self.protocol.answer_digests(
+            since, digests, answer.watermark, lambda a: state.vouched(peer_state, a)
+        ):
             await self._queue_digest_part(part)
 
     async def _queue_digest_part(self, part: DigestAnswerPart) -> None:
@@ -627,6 +690,11 @@ class _Failed:
     reason: str
     violation: bool = False
     at_boundary: bool = False
+
+
+def _digest_set(ids: list[str]) -> DigestSet:
+    """Our asset ids as the reconciliation's sorted set of 32-byte digests (blocking: runs in a thread)."""
+    return DigestSet(bytes.fromhex(a) for a in ids)
 
 
 def _overrun(header: msg.AssetHeader) -> _Failed:

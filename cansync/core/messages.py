@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cansync.core.metadata import MetaValue
+from cansync.core.reconcile import ReconcileMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,14 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class DigestRequest:
-    since: int  # 0: everything (a first meeting)
+    since: int  # the asker's watermark for our store
+    reconcile: bool = False  # the asker knows nothing of us: settle the two sets by reconciliation
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    watermark: int  # the sender's store clock its set was taken at
+    exchange: ReconcileMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,5 +117,14 @@ class AssetEnd:
 
 
 ControlMessage = (
-    DigestRequest | DigestBatch | Want | Advertise | MetaChange | PeerList | AssetUnavailable | Goodbye | KeepAlive
+    DigestRequest
+    | Reconcile
+    | DigestBatch
+    | Want
+    | Advertise
+    | MetaChange
+    | PeerList
+    | AssetUnavailable
+    | Goodbye
+    | KeepAlive
 )

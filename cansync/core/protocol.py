@@ -18,7 +18,7 @@ in ms, passed in). Out: events to journal, messages to send (`take_output`), act
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -32,6 +32,7 @@ from cansync.core.events import (
     HashesSent,
     MetadataChanged,
     PeerProtocolError,
+    PeerReconciled,
     TransferCompleted,
     TransferRequested,
     TransferStarted,
@@ -40,6 +41,7 @@ from cansync.core.faults import Failure, failed_transfer
 from cansync.core.machine import SyncState
 from cansync.core.metadata import MetaValue
 from cansync.core.peer_state import TransferStatus
+from cansync.core.reconcile import DigestSet, PeerReconcileError, Reconciler, ReconcilerMisuse
 
 DIGESTS_PER_FRAME = 4096
 WANTS_PER_FRAME = 1024
@@ -68,7 +70,28 @@ class LearnPeers:
     peers: tuple[msg.PeerInfo, ...]
 
 
-Action = AnswerDigests | LearnPeers
+@dataclass(frozen=True, slots=True)
+class OpenReconcile:
+    """Open a reconciliation: build our set of digests and call `reconcile_open`."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinReconcile:
+    """The peer opened a reconciliation: build our set of digests and call `reconcile_join` with this."""
+
+    first: msg.Reconcile
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """The reconciliation ended: journal what it found with `reconciled` (in one step with the check)."""
+
+    have_not: frozenset[bytes]  # the peer holds these and our set did not
+    they_lack: frozenset[bytes]  # our set held these and the peer lacks them
+    their_watermark: int
+
+
+Action = AnswerDigests | LearnPeers | OpenReconcile | JoinReconcile | Reconciled
 
 
 @dataclass(slots=True)
@@ -115,9 +138,15 @@ class AdmissionVerdict:
 
 
 class PeerProtocol:
-    def __init__(self, peer: str, *, now_ms: int, keepalive_ms: int = KEEPALIVE_MS,
+    def __init__(self, peer: str, *, now_ms: int, our_id: str = "", keepalive_ms: int = KEEPALIVE_MS,
                  silence_limit_ms: int = SILENCE_LIMIT_MS, parallel_sends: int = PARALLEL_SENDS) -> None:  # fmt: skip
         self.peer = peer
+        self.our_id = our_id
+        self._asked_to_reconcile = False
+        self._reconciler: Reconciler | None = None
+        self._reconcile_base = 0  # journal seq our set was taken at
+        self._our_watermark = 0
+        self._their_watermark = 0
         self.keepalive_ms = keepalive_ms
         self.silence_limit_ms = silence_limit_ms
         self.parallel_sends = parallel_sends
@@ -134,9 +163,11 @@ class PeerProtocol:
 
     # ------------------------------------------------------------------ start and time
 
-    def start(self, their_watermark: int, known_peers: Sequence[msg.PeerInfo]) -> None:
-        """A session begins: ask for the peer's digests since what the journal remembers, and share peers."""
-        self._frames.append(msg.DigestRequest(since=their_watermark))
+    def start(self, their_watermark: int, known_peers: Sequence[msg.PeerInfo], *, knows_peer: bool = True) -> None:
+        """A session begins: ask for the peer's digests since what the journal remembers (or, knowing
+        nothing of it yet, for a reconciliation), and share peers."""
+        self._asked_to_reconcile = not knows_peer
+        self._frames.append(msg.DigestRequest(since=their_watermark, reconcile=not knows_peer))
         self.share_peers(known_peers)
 
     def share_peers(self, known_peers: Sequence[msg.PeerInfo]) -> None:
@@ -166,7 +197,16 @@ class PeerProtocol:
         elif isinstance(message, msg.Goodbye):
             reaction.close = self.close_reason = f"peer said goodbye: {message.reason}"
         elif isinstance(message, msg.DigestRequest):
-            reaction.actions.append(AnswerDigests(message.since))
+            if not message.reconcile:
+                reaction.actions.append(AnswerDigests(message.since))
+            elif self._reconciler is None and not (self._asked_to_reconcile and self.our_id > self.peer):
+                # both asked: the smaller id opens, and one exchange answers both
+                reaction.actions.append(OpenReconcile())
+        elif isinstance(message, msg.Reconcile):
+            if self._reconciler is None:
+                reaction.actions.append(JoinReconcile(message))
+            else:
+                self._reconcile_step(message, reaction)
         elif isinstance(message, msg.DigestBatch):
             watermark = message.watermark if message.last else 0
             payload = HashesAdvertised(tuple(d.hash for d in message.digests), watermark, message.full)
@@ -193,6 +233,64 @@ class PeerProtocol:
         if transfer is None or not transfer.status.active or transfer.request_id != message.request_id:
             return []
         return self.incoming_failed(message.hash, Failure.UNAVAILABLE, f"peer cannot serve it: {message.reason}")
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile_open(self, digests: DigestSet, our_watermark: int, base_seq: int) -> None:
+        """Open the exchange over our set (taken at journal seq `base_seq`, our store at `our_watermark`)."""
+        self._begin(digests, our_watermark, base_seq)
+        assert self._reconciler is not None
+        self._frames.append(msg.Reconcile(our_watermark, self._reconciler.initiate()))
+
+    def reconcile_join(self, digests: DigestSet, our_watermark: int, base_seq: int, first: msg.Reconcile) -> Reaction:
+        """The peer opened it: answer its first message."""
+        self._begin(digests, our_watermark, base_seq)
+        reaction = Reaction()
+        self._reconcile_step(first, reaction)
+        return reaction
+
+    def _begin(self, digests: DigestSet, our_watermark: int, base_seq: int) -> None:
+        if self._reconciler is not None:
+            raise ReconcilerMisuse("one reconciliation per session")
+        self._reconciler = Reconciler(digests)
+        self._our_watermark = our_watermark
+        self._reconcile_base = base_seq
+
+    def _reconcile_step(self, message: msg.Reconcile, reaction: Reaction) -> None:
+        reconciler = self._reconciler
+        assert reconciler is not None
+        if reconciler.finished:
+            reaction.events += self.violation("a reconciliation message arrived after the exchange ended")
+            reaction.close = self.close_reason
+            return
+        self._their_watermark = max(self._their_watermark, message.watermark)
+        try:
+            reply = reconciler.respond(message.exchange)
+        except PeerReconcileError as exc:
+            reaction.events += self.violation(f"reconciliation: {exc}")
+            reaction.close = self.close_reason
+            return
+        if reply is not None:
+            self._frames.append(msg.Reconcile(self._our_watermark, reply))
+        if reconciler.finished:
+            reaction.actions.append(Reconciled(reconciler.have_not, reconciler.they_lack, self._their_watermark))
+
+    def reconciled(self, done: Reconciled, state: SyncState) -> list[Event]:
+        """The record of a finished reconciliation, against the state as it stands now: the peer lacks
+        what the exchange found and what became ours after our set was taken (it was not asked about
+        those), unless it has said since that it holds them; it holds extra what the exchange found and
+        what it said it holds that we lack."""
+        peer_state = state.peer(self.peer)
+        if peer_state.mirror_seq:
+            return []  # reconciled already (by an earlier session that raced this one)
+        said = peer_state.known - peer_state.unvouched
+        lacks = {d.hex() for d in done.they_lack}
+        lacks.update(a for a, seq in state.local.items() if seq > self._reconcile_base)
+        lacks -= said
+        extra = {d.hex() for d in done.have_not}
+        extra.update(a for a in said if a not in state.local)
+        payload = PeerReconciled(tuple(sorted(lacks)), tuple(sorted(extra)), done.their_watermark)
+        return [Event.of(payload, peer=self.peer)]
 
     # ------------------------------------------------------------------ the machine's commands
 
@@ -336,12 +434,12 @@ class PeerProtocol:
     # ------------------------------------------------------------------ digest answers
 
     def answer_digests(
-        self, since: int, digests: Sequence[msg.Digest], watermark: int, vouched: set[str] | frozenset[str]
+        self, since: int, digests: Sequence[msg.Digest], watermark: int, vouched: Callable[[str], bool]
     ) -> list[DigestAnswerPart]:
         """Our answer to the peer's DigestRequest, in frames. What the peer itself vouched for is left
         out (not what we merely sent it: its store may have failed to keep that), unless its metadata
         changed: those changes go out first, so an edit made while the peer was away reaches it."""
-        kept = [d for d in digests if d.hash not in vouched or d.meta_updated_ms]
+        kept = [d for d in digests if d.meta_updated_ms or not vouched(d.hash)]
         full = since == 0
         slices = [kept[i : i + DIGESTS_PER_FRAME] for i in range(0, len(kept), DIGESTS_PER_FRAME)] or [[]]
         parts = []

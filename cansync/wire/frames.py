@@ -28,6 +28,10 @@ class FrameError(ValueError):
     """A frame we refuse: unknown type, length over the cap, truncated, or a malformed payload."""
 
 
+class PeerProtocolError(FrameError):
+    """A message that breaks the protocol: a malformed id, an impossible number, too many items."""
+
+
 class FrameType(IntEnum):
     HELLO = 1
     PROOF = 2
@@ -44,6 +48,7 @@ class FrameType(IntEnum):
     PEER_LIST = 13
     GOODBYE = 14
     KEEPALIVE = 15
+    RECONCILE = 16
 
 
 MESSAGE_CLASSES: dict[FrameType, type[Message]] = {
@@ -61,6 +66,7 @@ MESSAGE_CLASSES: dict[FrameType, type[Message]] = {
     FrameType.PEER_LIST: peer_pb2.PeerList,
     FrameType.GOODBYE: peer_pb2.Goodbye,
     FrameType.KEEPALIVE: peer_pb2.KeepAlive,
+    FrameType.RECONCILE: peer_pb2.Reconcile,
 }
 _TYPE_BY_MESSAGE_NAME = {cls.DESCRIPTOR.full_name: ftype for ftype, cls in MESSAGE_CLASSES.items()}
 

@@ -17,8 +17,9 @@ from cansync.core import messages as msg
 from cansync.core.ids import is_asset_id, is_endpoint_id
 from cansync.core.metadata import MetaValue
 from cansync.wire.addresses import parse_socket_addr
-from cansync.wire.frames import FrameError, FrameType, decode_message
+from cansync.wire.frames import FrameError, FrameType, PeerProtocolError, decode_message
 from cansync.wire.pb import can_sync_pb2, peer_pb2
+from cansync.wire.reconcile_codec import decode_reconcile, encode_reconcile
 
 MAX_DIGESTS = 16_384  # per DigestBatch or Advertise frame
 MAX_WANTS = 4_096
@@ -34,10 +35,6 @@ MAX_MIME_CHARS = 255
 MAX_URL_CHARS = 2_048
 MAX_ASSET_SIZE = 1 << 48  # 256 TiB
 MAX_CLOCK = 1 << 62  # watermarks, sequence numbers, times in ms, request ids
-
-
-class PeerProtocolError(FrameError):
-    """A message that breaks the protocol: a malformed id, an impossible number, too many items."""
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -127,7 +124,11 @@ def meta_from_record(record: Mapping[str, Any]) -> can_sync_pb2.AssetMeta:
 
 
 def _digest_request(m: peer_pb2.DigestRequest) -> msg.DigestRequest:
-    return msg.DigestRequest(_number(m.since, "DigestRequest since"))
+    return msg.DigestRequest(_number(m.since, "DigestRequest since"), m.reconcile)
+
+
+def _reconcile(m: peer_pb2.Reconcile) -> msg.Reconcile:
+    return msg.Reconcile(_number(m.watermark, "Reconcile watermark"), decode_reconcile(m.exchange))
 
 
 def _digest_batch(m: peer_pb2.DigestBatch) -> msg.DigestBatch:
@@ -205,6 +206,7 @@ def _keepalive(m: peer_pb2.KeepAlive) -> msg.KeepAlive:
 
 _CONTROL_DECODERS: dict[FrameType, Callable[[Any], msg.ControlMessage]] = {
     FrameType.DIGEST_REQUEST: _digest_request,
+    FrameType.RECONCILE: _reconcile,
     FrameType.DIGEST_BATCH: _digest_batch,
     FrameType.WANT: _want,
     FrameType.ADVERTISE: _advertise,
@@ -270,7 +272,9 @@ def meta_update(asset: str, value: MetaValue) -> can_sync_pb2.MetaUpdate:
 def encode_control(message: object) -> Message:
     """The protobuf message of a core control message (its frame type follows from the class)."""
     if isinstance(message, msg.DigestRequest):
-        return peer_pb2.DigestRequest(since=message.since)
+        return peer_pb2.DigestRequest(since=message.since, reconcile=message.reconcile)
+    if isinstance(message, msg.Reconcile):
+        return peer_pb2.Reconcile(watermark=message.watermark, exchange=encode_reconcile(message.exchange))
     if isinstance(message, msg.DigestBatch):
         digests = [_digest_pb(d) for d in message.digests]
         return peer_pb2.DigestBatch(digests=digests, watermark=message.watermark, full=message.full, last=message.last)

@@ -35,7 +35,7 @@ from cansync.core.reconcile import (
     bound_below,
     is_bound,
 )
-from cansync.wire.peer_messages import PeerProtocolError
+from cansync.wire.frames import PeerProtocolError
 
 VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024

@@ -195,32 +195,32 @@ def digest(asset: str, meta_updated_ms: int = 0) -> msg.Digest:
 
 
 def test_an_empty_answer_is_one_empty_last_batch_with_the_watermark() -> None:
-    parts = proto().answer_digests(7, [], 99, set())
+    parts = proto().answer_digests(7, [], 99, set().__contains__)
     assert parts == [DigestAnswerPart(msg.DigestBatch((), 99, False, True), ())]
 
 
 def test_a_first_meeting_answer_is_full() -> None:
-    parts = proto().answer_digests(0, [digest(A)], 12, set())
+    parts = proto().answer_digests(0, [digest(A)], 12, set().__contains__)
     assert [part.batch for part in parts] == [msg.DigestBatch((digest(A),), 12, True, True)]
 
 
 def test_the_echo_filter_leaves_out_what_the_peer_vouched_for_unless_its_metadata_changed() -> None:
     digests = [digest(A), digest(B, meta_updated_ms=50), digest(C), digest(D, meta_updated_ms=9)]
-    parts = proto().answer_digests(3, digests, 20, {A, B})
+    parts = proto().answer_digests(3, digests, 20, ({A, B}).__contains__)
     assert len(parts) == 1
     assert parts[0].batch == msg.DigestBatch((digest(B, 50), digest(C), digest(D, 9)), 20, False, True)
     assert parts[0].with_metadata == (B, D)
 
 
 def test_everything_vouched_for_is_still_one_empty_last_batch() -> None:
-    parts = proto().answer_digests(3, [digest(A), digest(B)], 20, frozenset({A, B}))
+    parts = proto().answer_digests(3, [digest(A), digest(B)], 20, (frozenset({A, B})).__contains__)
     assert parts == [DigestAnswerPart(msg.DigestBatch((), 20, False, True), ())]
 
 
 @pytest.mark.parametrize("n", [1, DIGESTS_PER_FRAME, DIGESTS_PER_FRAME + 1, 2 * DIGESTS_PER_FRAME + 1])
 def test_answers_split_into_batches_and_only_the_last_carries_the_watermark(n: int) -> None:
     digests = [digest(asset) for asset in many_assets(n)]
-    parts = proto().answer_digests(5, digests, 777, set())
+    parts = proto().answer_digests(5, digests, 777, set().__contains__)
     batches = [part.batch for part in parts]
     assert len(batches) == -(-n // DIGESTS_PER_FRAME)
     assert [d for batch in batches for d in batch.digests] == digests
@@ -244,7 +244,7 @@ def test_digest_answer_properties(
     entries: list[tuple[str, int]], vouched: set[str], since: int, watermark: int
 ) -> None:
     digests = [digest(asset, updated) for asset, updated in entries]
-    parts = proto().answer_digests(since, digests, watermark, vouched)
+    parts = proto().answer_digests(since, digests, watermark, vouched.__contains__)
     kept = [d for d in digests if d.hash not in vouched or d.meta_updated_ms]
     assert parts  # always at least the last batch: it carries the watermark
     assert [d for part in parts for d in part.batch.digests] == kept  # in the store's order, nothing lost
@@ -271,7 +271,7 @@ def test_a_queued_answer_part_sends_its_metadata_first_and_records_what_was_sent
 def test_queued_answer_parts_keep_their_order_and_only_the_last_record_carries_the_watermark() -> None:
     p = proto()
     digests = [digest(asset) for asset in many_assets(DIGESTS_PER_FRAME + 2)]
-    parts = p.answer_digests(9, digests, 64, set())
+    parts = p.answer_digests(9, digests, 64, set().__contains__)
     recorded = [event for part in parts for event in p.queue_digest_part(part, [])]
     assert [event.payload.watermark for event in recorded] == [0, 64]
     assert [event.payload.hashes for event in recorded] == [tuple(d.hash for d in part.batch.digests) for part in parts]
@@ -857,7 +857,7 @@ def test_large_outputs_pass_the_peers_wire_checks() -> None:
     for i, asset in enumerate(assets):
         p.want(asset, i, i + 1)
     p.advertise(many_assets(MAX_DIGESTS + 10))
-    for part in p.answer_digests(0, [digest(a, 1) for a in many_assets(MAX_DIGESTS + 10)], 5, set()):
+    for part in p.answer_digests(0, [digest(a, 1) for a in many_assets(MAX_DIGESTS + 10)], 5, set().__contains__):
         p.queue_digest_part(part, [])
     out, _ = p.take_output(T0)
     assert _wire_round_trip(out) == out

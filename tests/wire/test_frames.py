@@ -49,6 +49,7 @@ SAMPLES: dict[FrameType, Message] = {
     ),
     FrameType.GOODBYE: peer_pb2.Goodbye(reason="shutting down"),
     FrameType.KEEPALIVE: peer_pb2.KeepAlive(),
+    FrameType.RECONCILE: peer_pb2.Reconcile(watermark=3, exchange=b"\x01\x00\x00\x00\x00"),
 }
 
 
@@ -106,7 +107,7 @@ def test_oversized_header_is_refused_before_any_payload(ftype: FrameType, cap: i
     assert decode_header(struct.pack(">BI", ftype, cap)) == (ftype, cap)
 
 
-@pytest.mark.parametrize("raw_type", [0, 16, 99, 255])
+@pytest.mark.parametrize("raw_type", [0, 17, 99, 255])
 def test_unknown_type_is_refused(raw_type: int) -> None:
     with pytest.raises(FrameError, match=f"unknown frame type {raw_type}"):
         decode_header(struct.pack(">BI", raw_type, 0))

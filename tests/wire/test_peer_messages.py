@@ -70,6 +70,7 @@ CONTROL_TYPES = [
     FrameType.ASSET_UNAVAILABLE,
     FrameType.GOODBYE,
     FrameType.KEEPALIVE,
+    FrameType.RECONCILE,
 ]
 
 Decoder = Callable[[bytes], object]
