@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="only events from T on: ISO-8601 time, epoch ms, or a duration ago (90s, 2h, 3d)",
     )
     inspect.add_argument("--json", action="store_true", help="one JSON object per line, full ids and data")
-    inspect.set_defaults(func=_run_inspect)
+    inspect.set_defaults(func=_run_inspect, logs=False)  # nothing on its path logs: no logging set-up
 
     verify = actions.add_parser("verify", help="walk the hash chain: prove no event was edited or dropped")
     add_config_arguments(verify)
