@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -19,10 +18,13 @@ from cansync.core.events import EventKind
 
 if TYPE_CHECKING:
     from cansync.journal.inspect import InspectRow
+    from cansync.journal.reader import JournalReader
     from cansync.journal.recorder import Journal
 
-# The journal modules (SQLAlchemy, alembic) are imported inside the handlers: every `cansync` command
-# builds this parser, and none but `cansync journal` should pay ~1 s of imports for it.
+# The journal modules are imported inside the handlers: every `cansync` command builds this parser, and
+# none but `cansync journal verify | replay` should pay ~0.3 s of SQLAlchemy and alembic imports for it.
+# inspect reads through cansync.journal.reader (stdlib sqlite3, read-only, no event loop): it answers
+# in tens of milliseconds on a journal of millions of events.
 
 EXIT_OK, EXIT_BAD_CHAIN, EXIT_ERROR = 0, 1, 2
 _ID_WIDTH = 12  # ids are shown shortened in tables; any unique prefix works as a filter
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="only events from T on: ISO-8601 time, epoch ms, or a duration ago (90s, 2h, 3d)",
     )
     inspect.add_argument("--json", action="store_true", help="one JSON object per line, full ids and data")
-    inspect.set_defaults(func=lambda args: _run(args, _inspect))
+    inspect.set_defaults(func=_run_inspect, logs=False)  # nothing on its path logs: no logging set-up
 
     verify = actions.add_parser("verify", help="walk the hash chain: prove no event was edited or dropped")
     add_config_arguments(verify)
@@ -71,6 +73,30 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _run(args: argparse.Namespace, action: Callable[[Journal, argparse.Namespace], Awaitable[int]]) -> int:
+    """Run `action` on the journal opened by the recorder (verify, replay)."""
+
+    def run_on(path: Path) -> int:
+        import asyncio
+
+        return asyncio.run(_with_journal(path, args, action))
+
+    return _on_journal_file(args, run_on)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    """inspect reads the journal file read-only, without the recorder (and its migration check)."""
+
+    def inspect_file(path: Path) -> int:
+        from cansync.journal.reader import JournalReader
+
+        with JournalReader.open(path) as reader:
+            return _inspect(reader, args)
+
+    return _on_journal_file(args, inspect_file)
+
+
+def _on_journal_file(args: argparse.Namespace, action: Callable[[Path], int]) -> int:
+    """`action` on the configured journal file; a missing file or a JournalError is a message and exit 2."""
     path = config_from_args(args).journal_path
     if not path.is_file():
         print(
@@ -82,7 +108,7 @@ def _run(args: argparse.Namespace, action: Callable[[Journal, argparse.Namespace
     from cansync.journal.errors import JournalError
 
     try:
-        return asyncio.run(_with_journal(path, args, action))
+        return action(path)
     except JournalError as exc:
         print(f"cansync journal: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -106,7 +132,7 @@ async def _with_journal(
 # -- inspect ------------------------------------------------------------------------------------
 
 
-async def _inspect(journal: Journal, args: argparse.Namespace) -> int:
+def _inspect(reader: JournalReader, args: argparse.Namespace) -> int:
     from cansync.journal.inspect import inspect_rows, resolve_prefix
     from cansync.journal.since import parse_since
 
@@ -117,17 +143,17 @@ async def _inspect(journal: Journal, args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"cansync journal inspect: {exc}", file=sys.stderr)
             return EXIT_ERROR
-    peer = await resolve_prefix(journal, "peer", args.peer) if args.peer is not None else None
-    hash_ = await resolve_prefix(journal, "hash", args.hash) if args.hash is not None else None
+    peer = resolve_prefix(reader, "peer", args.peer) if args.peer is not None else None
+    hash_ = resolve_prefix(reader, "hash", args.hash) if args.hash is not None else None
     out = sys.stdout
-    rows = inspect_rows(journal, peer=peer, hash=hash_, kinds=args.kind, since_time_ms=since_ms)
+    rows = inspect_rows(reader, peer=peer, hash=hash_, kinds=args.kind, since_time_ms=since_ms)
     if args.json:
-        async for row in rows:
+        for row in rows:
             out.write(json.dumps(row.to_json(), sort_keys=True) + "\n")
         return EXIT_OK
     count = 0
     _write_header(out)
-    async for row in rows:
+    for row in rows:
         _write_row(out, row)
         count += 1
     print(f"{count} event(s)", file=sys.stderr)

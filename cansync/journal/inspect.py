@@ -1,15 +1,19 @@
-"""The audit queries behind `cansync journal inspect`: which peer sent what, when, and was it verified."""
+"""The audit queries behind `cansync journal inspect`: which peer sent what, when, and was it verified.
+
+They read through a JournalReader (stdlib sqlite3, read-only): the command answers in milliseconds
+without SQLAlchemy, alembic or an event loop, however long the journal.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cansync.core.events import Event, EventKind
 from cansync.journal.errors import JournalError
-from cansync.journal.recorder import Journal
+from cansync.journal.reader import JournalReader
 
 _TRANSFER_OUTCOMES = frozenset({EventKind.TRANSFER_COMPLETED, EventKind.ASSET_RECEIVED})
 
@@ -61,36 +65,36 @@ def format_time(time_ms: int) -> str:
     return datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def resolve_prefix(journal: Journal, column: Literal["peer", "hash"], prefix: str) -> str:
+def resolve_prefix(reader: JournalReader, column: Literal["peer", "hash"], prefix: str) -> str:
     """The one peer id or asset hash in the journal that starts with `prefix` (ids are lower-case hex)."""
     wanted = prefix.strip().lower()
-    matches = await journal.match_prefix(column, wanted, limit=2)
+    matches = reader.match_prefix(column, wanted, limit=2)
     if wanted in matches:
         return wanted
     if not matches:
-        raise AmbiguousPrefix(f"{journal.path}: no event names a {column} starting with {prefix!r}")
+        raise AmbiguousPrefix(f"{reader.path}: no event names a {column} starting with {prefix!r}")
     if len(matches) > 1:
         raise AmbiguousPrefix(
-            f"{journal.path}: {column} prefix {prefix!r} matches several "
+            f"{reader.path}: {column} prefix {prefix!r} matches several "
             f"({', '.join(m[:16] for m in matches)}, ...); give more characters"
         )
     return matches[0]
 
 
-async def inspect_rows(
-    journal: Journal,
+def inspect_rows(
+    reader: JournalReader,
     *,
     peer: str | None = None,
     hash: str | None = None,
     kinds: Collection[str] | None = None,
     since_time_ms: int | None = None,
-) -> AsyncIterator[InspectRow]:
+) -> Iterator[InspectRow]:
     """The filtered events, oldest first, each with its transfer outcome spelled out."""
-    async for event in journal.read(peer=peer, hash=hash, kinds=kinds, since_time_ms=since_time_ms):
-        yield await _row(journal, event)
+    for event in reader.read(peer=peer, hash=hash, kinds=kinds, since_time_ms=since_time_ms):
+        yield _row(reader, event)
 
 
-async def _row(journal: Journal, event: Event) -> InspectRow:
+def _row(reader: JournalReader, event: Event) -> InspectRow:
     data = dict(event.data)
     direction = size = verified = None
     if event.kind in _TRANSFER_OUTCOMES:
@@ -103,7 +107,7 @@ async def _row(journal: Journal, event: Event) -> InspectRow:
             direction, verified = "in", True
             size = _int_or_none(data.get("size"))
             if size is None:
-                size = await _received_size(journal, event)
+                size = _received_size(reader, event)
     elif "direction" in data:
         direction = data.get("direction")
     return InspectRow(
@@ -111,10 +115,10 @@ async def _row(journal: Journal, event: Event) -> InspectRow:
     )
 
 
-async def _received_size(journal: Journal, event: Event) -> int | None:
+def _received_size(reader: JournalReader, event: Event) -> int | None:
     """The size of the incoming transfer that delivered this asset from this peer (the last before it)."""
     size = None
-    async for done in journal.read(peer=event.peer, hash=event.hash, kinds=[EventKind.TRANSFER_COMPLETED]):
+    for done in reader.read(peer=event.peer, hash=event.hash, kinds=[EventKind.TRANSFER_COMPLETED]):
         if done.seq > event.seq:
             break
         if done.data.get("direction") == "in":

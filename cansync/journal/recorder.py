@@ -28,9 +28,10 @@ from cansync.core.events import Event
 from cansync.journal import schema
 from cansync.journal.chain import GENESIS_DIGEST, ChainReport, canonical_json, event_digest
 from cansync.journal.codec import RowDecodeError, build_event, decode_row
-from cansync.journal.database import BEGIN_MODE_OPTION, create_journal_engine, preflight, upgrade_to_head
+from cansync.journal.database import BEGIN_MODE_OPTION, create_journal_engine, upgrade_to_head
 from cansync.journal.errors import JournalError, SnapshotMismatch
 from cansync.journal.scan import SCAN_BATCH, fold_events
+from cansync.journal.sqlite_file import preflight
 
 __all__ = ["ChainReport", "Journal", "JournalError", "SnapshotMismatch"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cansync.core.events import Event
 from cansync.journal.codec import RowDecodeError, decode_row
-from cansync.journal.database import BUSY_TIMEOUT_MS
 from cansync.journal.errors import JournalError
+from cansync.journal.sqlite_file import BUSY_TIMEOUT_MS
 
 SCAN_BATCH = 5000
 """Rows per fetchmany: big enough that the per-batch cost vanishes, small enough to stay in memory."""
