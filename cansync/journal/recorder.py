@@ -277,7 +277,10 @@ class Journal:
             params.append(hash)
         if kinds is not None:
             kind_texts = [str(k) for k in kinds]
-            where.append(f"kind IN ({', '.join('?' for _ in kind_texts)})" if kind_texts else "0")
+            # with a peer or hash to match, that index leads (the "+" keeps SQLite off the kind index,
+            # which would walk every event of the kind)
+            column = "+kind" if (peer is not None or hash is not None) else "kind"
+            where.append(f"{column} IN ({', '.join('?' for _ in kind_texts)})" if kind_texts else "0")
             params += kind_texts
         if since_time_ms is not None:
             where.append("time_ms >= ?")
@@ -400,7 +403,8 @@ class Journal:
                 where.append(f"{column} IS NOT NULL")
         if kinds is not None:
             kind_texts = [str(k) for k in kinds]
-            where.append(f"kind IN ({', '.join('?' for _ in kind_texts)})" if kind_texts else "0")
+            column = "+kind" if where else "kind"  # a hash or peer match leads (see read())
+            where.append(f"{column} IN ({', '.join('?' for _ in kind_texts)})" if kind_texts else "0")
             params += kind_texts
         sql = (
             f"SELECT {_ROW_COLUMNS} FROM {schema.events.name} "
