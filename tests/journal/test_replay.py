@@ -55,7 +55,7 @@ async def test_the_snapshot_is_used(journal: Journal) -> None:
     # a snapshot that says something the events do not: only a rebuild that used it can show it
     first = await _fill(journal, range(2))
     marked = fold(first)
-    marked.local.add("f" * 64)
+    marked.local["f" * 64] = 0
     await write_snapshot(journal, marked, first[-1].seq)
     state, _ = await rebuild_state(journal)
     assert "f" * 64 in state.local
