@@ -21,6 +21,7 @@ from cansync.outages import OutageLog
 log = logging.getLogger(__name__)
 
 EVENTS_PER_RECORD = 2000
+PAGE_DIGESTS = 10_000
 
 
 class LocalFeed:
@@ -76,29 +77,32 @@ class LocalFeed:
             await asyncio.sleep(self.poll_interval)
 
     async def catch_up(self) -> int:
-        """Journal every change the store made since the journal's watermark; return how many."""
+        """Journal every change the store made since the journal's watermark, a page at a time (a new
+        agent beside a million-asset store never holds the whole list); return how many."""
+        count = 0
         async with self._lock:
             since = self.ledger.state.store_watermark
-            answer = await self.can.hashes(since=since)
-            digests = [d for d in answer.assets if d.changed_seq > since]
-            if not digests:
-                return 0
-            state = self.ledger.state
-            changed_meta = [
-                d.hash
-                for d in digests
-                if d.meta_updated_ms
-                and (state.meta.get(d.hash) is None or state.meta[d.hash].updated_ms < d.meta_updated_ms)
-            ]
-            seen = [
-                Event.of(LocalAssetSeen(d.timestamp, d.size, d.changed_seq), hash=d.hash)
-                for d in sorted(digests, key=lambda d: d.changed_seq)
-            ]
-            for start in range(0, len(seen), EVENTS_PER_RECORD):
-                await self.ledger.record(*seen[start : start + EVENTS_PER_RECORD])
-            if changed_meta:
-                await self._journal_metadata(changed_meta)
-            return len(digests)
+            async for page in self.can.hashes_pages(since, page_size=PAGE_DIGESTS):
+                digests = sorted((d for d in page.assets if d.changed_seq > since), key=lambda d: d.changed_seq)
+                if not digests:
+                    continue
+                state = self.ledger.state
+                changed_meta = [
+                    d.hash
+                    for d in digests
+                    if d.meta_updated_ms
+                    and (state.meta.get(d.hash) is None or state.meta[d.hash].updated_ms < d.meta_updated_ms)
+                ]
+                for start in range(0, len(digests), EVENTS_PER_RECORD):
+                    seen = [
+                        Event.of(LocalAssetSeen(d.timestamp, d.size, d.changed_seq), hash=d.hash)
+                        for d in digests[start : start + EVENTS_PER_RECORD]
+                    ]
+                    await self.ledger.record(*seen)
+                if changed_meta:
+                    await self._journal_metadata(changed_meta)
+                count += len(digests)
+        return count
 
     async def _journal_metadata(self, hashes: list[str]) -> None:
         metas = await self.can.metadata(hashes)

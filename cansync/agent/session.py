@@ -283,13 +283,15 @@ class PeerSession:
         """Journal what the reconciliation found (checked against the state in the same step), then send
         the metadata edits of the assets the peer already holds: the reconciliation carried ids only."""
 
+        wire_bytes = self.conn.traffic.bytes_sent + self.conn.traffic.bytes_received
+
         def record(state: SyncState) -> tuple[list[Event], None]:
-            return self.protocol.reconciled(done, state), None
+            return self.protocol.reconciled(done, state, wire_bytes), None
 
         await self.ledger.decide(record)
         log.info(
-            "peer %s: first meeting settled: it lacks %d of ours, we lack %d of its",
-            self.short, len(done.they_lack), len(done.have_not),
+            "peer %s: first meeting settled in %d messages, %.1f KB: it lacks %d of ours, we lack %d of its",
+            self.short, done.messages, wire_bytes / 1000, len(done.they_lack), len(done.have_not),
         )  # fmt: skip
         await self._send_edited_metadata()
 

@@ -271,13 +271,27 @@ class PeerReconciled:
     lacks: tuple[str, ...]
     extra: tuple[str, ...]
     watermark: int = 0
+    messages: int = 0  # messages the exchange took, both ways
+    wire_bytes: int = 0  # frame bytes on the connection until it ended, both ways (handshake included)
 
     def to_data(self) -> dict[str, Any]:
-        return {"lacks": list(self.lacks), "extra": list(self.extra), "watermark": self.watermark}
+        return {
+            "lacks": list(self.lacks),
+            "extra": list(self.extra),
+            "watermark": self.watermark,
+            "messages": self.messages,
+            "wire_bytes": self.wire_bytes,
+        }
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> PeerReconciled:
-        return cls(tuple(data.get("lacks") or ()), tuple(data.get("extra") or ()), int(data.get("watermark", 0)))
+        return cls(
+            tuple(data.get("lacks") or ()),
+            tuple(data.get("extra") or ()),
+            int(data.get("watermark", 0)),
+            int(data.get("messages", 0)),
+            int(data.get("wire_bytes", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

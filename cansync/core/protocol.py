@@ -89,6 +89,7 @@ class Reconciled:
     have_not: frozenset[bytes]  # the peer holds these and our set did not
     they_lack: frozenset[bytes]  # our set held these and the peer lacks them
     their_watermark: int
+    messages: int = 0
 
 
 Action = AnswerDigests | LearnPeers | OpenReconcile | JoinReconcile | Reconciled
@@ -273,9 +274,12 @@ class PeerProtocol:
         if reply is not None:
             self._frames.append(msg.Reconcile(self._our_watermark, reply))
         if reconciler.finished:
-            reaction.actions.append(Reconciled(reconciler.have_not, reconciler.they_lack, self._their_watermark))
+            messages = reconciler.messages_sent + reconciler.messages_received
+            reaction.actions.append(
+                Reconciled(reconciler.have_not, reconciler.they_lack, self._their_watermark, messages)
+            )
 
-    def reconciled(self, done: Reconciled, state: SyncState) -> list[Event]:
+    def reconciled(self, done: Reconciled, state: SyncState, wire_bytes: int = 0) -> list[Event]:
         """The record of a finished reconciliation, against the state as it stands now: the peer lacks
         what the exchange found and what became ours after our set was taken (it was not asked about
         those), unless it has said since that it holds them; it holds extra what the exchange found and
@@ -289,7 +293,9 @@ class PeerProtocol:
         lacks -= said
         extra = {d.hex() for d in done.have_not}
         extra.update(a for a in said if a not in state.local)
-        payload = PeerReconciled(tuple(sorted(lacks)), tuple(sorted(extra)), done.their_watermark)
+        payload = PeerReconciled(
+            tuple(sorted(lacks)), tuple(sorted(extra)), done.their_watermark, done.messages, wire_bytes
+        )
         return [Event.of(payload, peer=self.peer)]
 
     # ------------------------------------------------------------------ the machine's commands
