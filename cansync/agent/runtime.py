@@ -28,6 +28,7 @@ from cansync.agent.internet_discovery import InternetDiscovery
 from cansync.agent.ledger import Ledger
 from cansync.agent.local_feed import LocalFeed
 from cansync.agent.metadata_writer import MetadataWriter
+from cansync.agent.own_digests import OwnDigestSet
 from cansync.agent.peer_directory import PeerDirectory
 from cansync.agent.session import PeerSession
 from cansync.agent.staging import StagingArea
@@ -46,7 +47,9 @@ from cansync.core.events import (
     PeerResumed,
 )
 from cansync.core.links import Link, keep_new_link
+from cansync.core.machine import SyncState
 from cansync.core.peer_state import LinkStatus
+from cansync.core.reconcile import DigestSet
 from cansync.discovery.lan import LanDiscovery
 from cansync.journal.recorder import Journal, wall_ms
 from cansync.net.address import EndpointAddress
@@ -141,6 +144,7 @@ class Agent:
         self.directory = PeerDirectory(
             self, ledger, id_is_enough=config.relays != (), connect_ticket_file=config.connect_ticket_file
         )
+        self._own_digests = OwnDigestSet()
         self.stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ building and releasing
@@ -220,6 +224,7 @@ class Agent:
                 group.create_task(self.directory.run(*self._discovery_sources()), name="peer-directory")
                 group.create_task(self._keep_time(), name="ticks")
                 group.create_task(self._summarize(), name="summaries")
+                group.create_task(self._warm_own_digests(), name="own-digests")
         finally:
             self.stopped.set()
 
@@ -356,6 +361,14 @@ class Agent:
             if info.endpoint_id != self.our_id:
                 address = EndpointAddress(info.endpoint_id, info.addrs, info.relay_url or None)
                 await self.directory.learn(address, via="exchange")
+
+    async def own_digests(self, state: SyncState) -> tuple[DigestSet, int, int]:
+        return await self._own_digests.get(state)
+
+    async def _warm_own_digests(self) -> None:
+        """Once our store is journaled, build the set a first meeting needs, before any peer asks."""
+        await self.feed.caught_up.wait()
+        await self._own_digests.get(self.ledger.state)
 
     def session_ended(self, peer: str) -> asyncio.Event | None:
         session = self.sessions.get(peer)

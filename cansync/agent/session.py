@@ -87,6 +87,8 @@ class SessionHost(Protocol):
 
     async def learned_peers(self, peers: Sequence[msg.PeerInfo]) -> None: ...
 
+    async def own_digests(self, state: SyncState) -> tuple[DigestSet, int, int]: ...
+
 
 class SessionOver(Exception):
     """Raised inside a session's task group to end the session, with the reason it ended."""
@@ -270,9 +272,7 @@ class PeerSession:
 
     async def _reconcile(self, first: msg.Reconcile | None, group: asyncio.TaskGroup) -> None:
         """Take our set of assets as the journal knows it, and open or join the exchange over it."""
-        state = self.ledger.state
-        ids, base_seq, watermark = list(state.local), state.last_seq, state.store_watermark
-        digests = await asyncio.to_thread(_digest_set, ids)
+        digests, base_seq, watermark = await self.host.own_digests(self.ledger.state)
         if first is None:
             self.protocol.reconcile_open(digests, watermark, base_seq)
             self._output.set()
@@ -692,11 +692,6 @@ class _Failed:
     reason: str
     violation: bool = False
     at_boundary: bool = False
-
-
-def _digest_set(ids: list[str]) -> DigestSet:
-    """Our asset ids as the reconciliation's sorted set of 32-byte digests (blocking: runs in a thread)."""
-    return DigestSet(bytes.fromhex(a) for a in ids)
 
 
 def _overrun(header: msg.AssetHeader) -> _Failed:
