@@ -25,12 +25,12 @@ class OwnDigestSet:
         async with self._lock:
             built = self._built
             if built is None or built[2] != len(state.local):
-                ids, base_seq, watermark = list(state.local), state.last_seq, state.store_watermark
+                ids, base_seq, watermark = state.local.raw_ids(), state.last_seq, state.store_watermark
                 digests = await asyncio.to_thread(_digest_set, ids)
                 built = self._built = (digests, base_seq, len(ids), watermark)
             return built[0], built[1], built[3]
 
 
-def _digest_set(ids: list[str]) -> DigestSet:
+def _digest_set(ids: list[bytes]) -> DigestSet:
     """Blocking: runs in a worker thread."""
-    return DigestSet(bytes.fromhex(a) for a in ids)
+    return DigestSet(ids)

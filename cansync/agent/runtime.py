@@ -59,6 +59,7 @@ from cansync.net.errors import AuthenticationFailed, TransportError
 from cansync.net.handshake import FailureLimiter, HandshakeKey, authenticate
 from cansync.net.node_key import NodeIdentity
 from cansync.net.tickets import write_ticket_file
+from cansync.portable.heap import release_free_memory
 from cansync.wire.pb import peer_pb2
 
 log = logging.getLogger(__name__)
@@ -369,6 +370,9 @@ class Agent:
         """Once our store is journaled, build the set a first meeting needs, before any peer asks."""
         await self.feed.caught_up.wait()
         await self._own_digests.get(self.ledger.state)
+        # the snapshot's load, the store's first catch-up and this build were the agent's big bursts of
+        # allocation: hand what they freed back to the system
+        await asyncio.to_thread(release_free_memory)
 
     def session_ended(self, peer: str) -> asyncio.Event | None:
         session = self.sessions.get(peer)

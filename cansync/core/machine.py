@@ -44,8 +44,9 @@ from cansync.core.events import (
     TransferRequested,
 )
 from cansync.core.ids import ASSET_ID_LENGTH, NOT_HEX, is_asset_id
+from cansync.core.local_assets import LocalAssets
 from cansync.core.metadata import MetaValue
-from cansync.core.packed_ids import pack_ids, pack_numbers, unpack_ids, unpack_numbers
+from cansync.core.packed_ids import pack_numbers, pack_raw_ids, unpack_numbers, unpack_raw_ids
 from cansync.core.peer_state import ACTIVE_STATUSES, LinkStatus, PeerState, Transfer, TransferStatus
 
 MAX_FAILURES_PER_PEER = 3
@@ -70,7 +71,7 @@ class SnapshotError(ValueError):
 
 class SyncState:
     def __init__(self) -> None:
-        self.local: dict[str, int] = {}  # assets our store holds -> the seq that made them ours
+        self.local = LocalAssets()  # assets our store holds -> the seq that made them ours
         self.meta: dict[str, MetaValue] = {}  # winning metadata change per asset
         self.peers: dict[str, PeerState] = {}
         self.last_seq = 0  # newest journal seq folded, any peer
@@ -282,21 +283,21 @@ class SyncState:
         if state.mirror_seq:
             lacking = {a for a in state.lacks if a in self.local and a not in state.extra}
             return (lacking - state.received_from).union(self._local_unknown_to(state))
-        return self.local.keys() - state.known
+        return {a for a in self.local if a not in state.known}
 
     def wanted(self, peer: str) -> set[str]:
         """What the peer holds and we do not."""
         state = self.peer(peer)
         if state.mirror_seq:
             return {a for a in state.extra if a not in self.local}
-        return state.known - self.local.keys()
+        return {a for a in state.known if a not in self.local}
 
     def _local_unknown_to(self, state: PeerState) -> Iterator[str]:
         """Our assets that came after the peer's reconciliation and that it has not said it holds."""
         if self._newest_local_seq <= state.mirror_seq:
             return
-        for asset, seq in self.local.items():
-            if seq > state.mirror_seq and asset not in state.extra and asset not in state.received_from:
+        for asset in self.local.since(state.mirror_seq):
+            if asset not in state.extra and asset not in state.received_from:
                 yield asset
 
     def _counts(self, state: PeerState) -> tuple[int, int, int]:
@@ -387,13 +388,14 @@ class SyncState:
     # ------------------------------------------------------------------ snapshots
 
     def to_snapshot(self) -> dict[str, Any]:
+        local_ids, local_seqs = self.local.sorted_raw()
         return {
             "version": SNAPSHOT_VERSION,
             "last_seq": self.last_seq,
             "local_seq": self.local_seq,
             "store_watermark": self.store_watermark,
-            "local": pack_ids(sorted(self.local)),
-            "local_seqs": pack_numbers(self.local[a] for a in sorted(self.local)),
+            "local": pack_raw_ids(local_ids),
+            "local_seqs": pack_numbers(local_seqs),
             "meta": {h: v.to_data() for h, v in sorted(self.meta.items())},
             "failures": dict(sorted(self.failures.items())),
             "peers": {p: s.to_data() for p, s in sorted(self.peers.items())},
@@ -408,7 +410,7 @@ class SyncState:
             state.last_seq = int(data["last_seq"])
             state.local_seq = int(data["local_seq"])
             state.store_watermark = int(data["store_watermark"])
-            state.local = dict(zip(unpack_ids(data["local"]), unpack_numbers(data["local_seqs"]), strict=True))
+            state.local = LocalAssets.from_raw(unpack_raw_ids(data["local"]), unpack_numbers(data["local_seqs"]))
             state._newest_local_seq = max(state.local.values(), default=0)
             state.meta = {h: MetaValue.from_data(v) for h, v in data["meta"].items()}
             state.failures.update({str(k): int(n) for k, n in data["failures"].items()})
@@ -474,7 +476,6 @@ class SyncState:
 
     def _became_local(self, asset: str, seq: int) -> None:
         """Our store holds the asset, since this seq (the earliest one that said so, whatever the order)."""
-        asset = intern(asset)
         known = self.local.get(asset)
         if known is None or (seq and (not known or seq < known)):
             self.local[asset] = seq

@@ -28,6 +28,17 @@ def unpack_ids(text: str) -> list[str]:
     return [intern(hexed[i : i + 2 * ID_BYTES]) for i in range(0, len(hexed), 2 * ID_BYTES)]
 
 
+def pack_raw_ids(ids: list[bytes]) -> str:
+    return base64.b64encode(b"".join(ids)).decode("ascii")
+
+
+def unpack_raw_ids(text: str) -> list[bytes]:
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % ID_BYTES:
+        raise ValueError(f"packed ids of {len(raw)} bytes, not a multiple of {ID_BYTES}")
+    return [raw[i : i + ID_BYTES] for i in range(0, len(raw), ID_BYTES)]
+
+
 def pack_numbers(numbers: Iterable[int]) -> str:
     return base64.b64encode(array("Q", numbers).tobytes()).decode("ascii")
 

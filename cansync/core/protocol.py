@@ -289,7 +289,7 @@ class PeerProtocol:
             return []  # reconciled already (by an earlier session that raced this one)
         said = peer_state.known - peer_state.unvouched
         lacks = {d.hex() for d in done.they_lack}
-        lacks.update(a for a, seq in state.local.items() if seq > self._reconcile_base)
+        lacks.update(state.local.since(self._reconcile_base))
         lacks -= said
         extra = {d.hex() for d in done.have_not}
         extra.update(a for a in said if a not in state.local)

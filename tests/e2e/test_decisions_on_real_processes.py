@@ -40,6 +40,29 @@ def test_in_a_mesh_of_three_each_asset_is_received_once_by_each_receiver(cluster
         assert max(marks.values()) == 1, f"{name} received {[h[:8] for h, c in marks.items() if c > 1]} twice"
 
 
+def test_six_agents_converge_and_each_receives_each_asset_once(cluster: Cluster):
+    """Six agents, each with assets of its own and one asset that three of them already hold: all end
+    with the union, and no receiver takes any asset twice, however many peers offered it."""
+    nodes = [cluster.add(f"n{i}") for i in range(6)]
+    shared = make_bytes(999, 24 * KiB)
+    owned: dict[str, set[str]] = {}
+    for index, node in enumerate(nodes):
+        owned[node.name] = {ingest(node.api, make_bytes(600 + 10 * index + n, 20 * KiB), f"x{n}.bin") for n in range(4)}
+        if index % 2 == 0:
+            owned[node.name].add(ingest(node.api, shared, "shared.bin"))
+    union = set().union(*owned.values())
+    hub = nodes[0]
+    hub.start_agent()
+    for node in nodes[1:]:  # all dial the first; peer exchange does the rest
+        node.start_agent(connect_ticket_file=hub.home / "ticket.json")
+    for node in nodes:
+        assert wait_until(lambda n=node: set(store_digests(n.store.url, SYNC_KEY)) == union, timeout=120), node.name
+    for node in nodes:
+        marks = received_marks(node)
+        assert set(marks) == union - owned[node.name], node.name
+        assert max(marks.values()) == 1, f"{node.name} received {[h[:8] for h, c in marks.items() if c > 1]} twice"
+
+
 def test_two_thousand_small_files_cross_with_one_request_each_and_nothing_failing(cluster: Cluster):
     a, b = cluster.add("a"), cluster.add("b")
     rng = random.Random(2000)
