@@ -64,10 +64,20 @@ def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
     return tags
 
 
+def _require_utf8(value: str, field: str) -> None:
+    """A header decoded with surrogate escapes (a file name in bytes that are not UTF-8) cannot be indexed
+    or answered as JSON: refuse it here rather than fail on the way into the index."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"{field} is not valid UTF-8") from None
+
+
 def validate_file_name(name: str, field: str = "human_file_name") -> str:
     """A logical file name (report.pdf): a single name, never a path."""
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"{field} longer than {MAX_NAME_LENGTH} characters")
+    _require_utf8(name, field)
     if name and (_CONTROL_CHARS.search(name) or _looks_like_path(name)):
         raise InvalidName(f"{field} {name!r} looks like a path; send a plain file name such as report.pdf")
     return name
@@ -77,6 +87,7 @@ def validate_text(value: str, field: str) -> str:
     """Free text (description, logical path, application, user): no NUL, bounded length."""
     if "\x00" in value:
         raise InvalidName(f"{field} contains a NUL character")
+    _require_utf8(value, field)
     if len(value) > 64 * 1024:
         raise InvalidName(f"{field} longer than 65536 characters")
     return value

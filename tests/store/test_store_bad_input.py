@@ -143,6 +143,23 @@ async def test_path_like_names_and_tags_are_refused(store, http, fields, filenam
     await assert_still_serving(store, http)
 
 
+async def test_a_file_name_in_bytes_that_are_not_utf8_is_refused_not_a_server_error(store, http) -> None:
+    # the fuzzer's case: the name's header holds the byte 0xF4, which no UTF-8 text contains
+    boundary = "b0undary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"ea.".encode()
+        + b"\xf4xt\"\r\n\r\nsome content\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    before = stored_files(store)
+    response = await http.post(
+        f"{store.api}/ingest", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert_error(response, 400, "not valid UTF-8")
+    assert stored_files(store) == before
+    await assert_still_serving(store, http)
+
+
 async def test_path_like_metadata_in_push_and_meta_is_refused(store, http, sync_headers) -> None:
     before = stored_files(store)
     content = b"peer asset for the path-like metadata test"
