@@ -39,12 +39,16 @@ def gone(process: psutil.Process) -> bool:
         return True
 
 
+def _serves_a_store(process: psutil.Process) -> bool:
+    try:
+        command = process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a short-lived child that ended: not a store
+        return False
+    return "store" in command and "serve" in command
+
+
 def embedded_store_of(agent: AgentProcess) -> psutil.Process:
-    stores = [
-        child
-        for child in psutil.Process(agent.process.pid).children()
-        if "store" in child.cmdline() and "serve" in child.cmdline()
-    ]
+    stores = [child for child in psutil.Process(agent.process.pid).children() if _serves_a_store(child)]
     assert len(stores) == 1, f"expected one embedded store under agent {agent.process.pid}, found {stores}"
     return stores[0]
 

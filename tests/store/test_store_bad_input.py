@@ -147,8 +147,8 @@ async def test_a_file_name_in_bytes_that_are_not_utf8_is_refused_not_a_server_er
     # the fuzzer's case: the name's header holds the byte 0xF4, which no UTF-8 text contains
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"ea.".encode()
-        + b"\xf4xt\"\r\n\r\nsome content\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="ea.'.encode()
+        + b'\xf4xt"\r\n\r\nsome content\r\n'
         + f"--{boundary}--\r\n".encode()
     )
     before = stored_files(store)
