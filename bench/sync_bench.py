@@ -15,16 +15,20 @@ store), "wire" from A's first byte out to A's last (A's transfer_started and tra
 the aim is end to end within 1.15x of the wire.
 MB = 10^6 bytes; bytes and assets both ways are counted together, as the raw bench does.
 Each run also reports incoming transfer requests per asset (aim: at most 1.02) and session drops.
-Prints a table and the aims, and writes bench/results/sync.json.
+Prints a table and the aims, and writes bench/results/sync.json. `--profile DIR` records both agents and
+both stores with py-spy during each run and prints where their busy time went (bench/profiler.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,6 +53,7 @@ from common import (  # noqa: E402
     write_results,
 )
 from iroh_raw_bench import measure_raw_throughput  # noqa: E402
+from profiler import print_profiles, profiled  # noqa: E402
 
 ORIGINAL_RUST_MB_S = 63.0  # the original agent's figure: 102 assets, bidirectional
 AIM_SMALL_ASSETS_S = 2000.0  # issue 12: small assets a second, both ways counted
@@ -82,7 +87,28 @@ _LAST_ARRIVAL = (
 _DROPS = "SELECT count(*) FROM events WHERE kind='peer_disconnected'"
 
 
-def sync_once(workload: str, sizes: list[int], seed: int, timeout: float, keep: bool) -> dict[str, Any]:
+def _profiling(nodes: list[Any], profile_dir: Path | None, label: str) -> contextlib.AbstractContextManager[Any]:
+    """py-spy on both agents and both stores while the sync runs (--profile), else nothing."""
+    if profile_dir is None:
+        return contextlib.nullcontext({})
+    pids = {f"agent-{n.name}": n.agent.process.pid for n in nodes} | {f"store-{n.name}": n.store.pid for n in nodes}
+    return profiled(pids, profile_dir / label)
+
+
+def _processes(nodes: list[Any]) -> dict[str, psutil.Process]:
+    return {f"agent-{n.name}": psutil.Process(n.agent.process.pid) for n in nodes} | {
+        f"store-{n.name}": psutil.Process(n.store.pid) for n in nodes
+    }
+
+
+def _cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    """User and system CPU each process has used so far (all its threads)."""
+    return {name: sum(p.cpu_times()[:2]) for name, p in processes.items()}
+
+
+def sync_once(
+    workload: str, sizes: list[int], seed: int, timeout: float, keep: bool, profile_dir: Path | None = None
+) -> dict[str, Any]:
     """One fresh pair of stores and agents; returns the run's figures."""
     base = bench_workdir(f"sync-{workload}")
     try:
@@ -101,8 +127,14 @@ def sync_once(workload: str, sizes: list[int], seed: int, timeout: float, keep: 
             b.start_agent()
             a.start_agent(connect_to=b)
             n = len(sizes)
-            done = wait_until(lambda: _received(a.home) >= n and _received(b.home) >= n, timeout, interval=0.25)
+            processes = _processes([a, b])
+            cpu_before = _cpu_seconds(processes)
+            with _profiling([a, b], profile_dir, f"{workload}-{seed}") as profiles:
+                done = wait_until(lambda: _received(a.home) >= n and _received(b.home) >= n, timeout, interval=0.25)
+            cpu = {name: round(s - cpu_before[name], 2) for name, s in _cpu_seconds(processes).items()}
             wall_s = time.perf_counter() - wall_started
+            if profiles:
+                print_profiles(f"{workload} (seed {seed})", profiles)
             if not done:
                 raise BenchError(
                     f"{workload}: not converged in {timeout} s (A received {_received(a.home)}, "
@@ -138,6 +170,8 @@ def sync_once(workload: str, sizes: list[int], seed: int, timeout: float, keep: 
                 "mb_s_into_a": round(per_side / ((into_a - begin) / 1000) / 1e6, 2),
                 "mb_s_into_b": round(per_side / ((into_b - begin) / 1000) / 1e6, 2),
                 "session_drops": _ms(a.home, _DROPS),
+                "cpu_seconds": cpu,
+                "cpu_ms_per_asset": round(1000 * sum(cpu.values()) / (2 * n), 3),
                 "transfer_requests_in": requests_in,
                 "requests_per_asset": round(requests_in / (2 * n), 3),
                 "load_avg_before": load_before,
@@ -156,7 +190,7 @@ def _event_ms(home: Path, kind: str, direction: str, asset: str) -> int:
     )
 
 
-def large_once(size: int, seed: int, timeout: float, keep: bool) -> dict[str, Any]:
+def large_once(size: int, seed: int, timeout: float, keep: bool, profile_dir: Path | None = None) -> dict[str, Any]:
     """One asset of `size` bytes from A to B: end to end against the time its bytes took on our wire."""
     base = bench_workdir("sync-large")
     try:
@@ -168,7 +202,10 @@ def large_once(size: int, seed: int, timeout: float, keep: bool) -> dict[str, An
             load_before = load_avg()
             b.start_agent()
             a.start_agent(connect_to=b)
-            done = wait_until(lambda: _received(b.home) >= 1, timeout, interval=0.25)
+            with _profiling([a, b], profile_dir, f"large-{seed}") as profiles:
+                done = wait_until(lambda: _received(b.home) >= 1, timeout, interval=0.25)
+            if profiles:
+                print_profiles(f"large (seed {seed})", profiles)
             if not done:
                 raise BenchError(f"large: the asset did not land in {timeout} s; logs under {base}")
             if asset not in b.digests():
@@ -215,6 +252,10 @@ def main() -> int:
     parser.add_argument("--workloads", default="mixed,small,large", help="any of mixed, small, large (comma separated)")
     parser.add_argument("--keep", action="store_true", help="keep the stores and agent logs")
     parser.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR",
+        help="record both agents and stores with py-spy into DIR and print where their busy time went",
+    )  # fmt: skip
+    parser.add_argument(
         "--quick", action="store_true", help="about two minutes: 1 run, mixed at 1/4, 1,000 small, a 256 MiB large"
     )
     args = parser.parse_args()
@@ -231,7 +272,7 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     raw: dict[str, list[float]] = {"mixed": [], "large": []}
     for run in range(args.runs if "mixed" in workloads else 0):
-        result = sync_once("mixed", mixed, 10 + run, args.timeout, args.keep)
+        result = sync_once("mixed", mixed, 10 + run, args.timeout, args.keep, args.profile)
         runs.append(result)
         print(f"  mixed run {run + 1}: {result['mb_s_both_ways']} MB/s, {result['sync_seconds']} s, "
               f"load {result['load_avg_before'][0]}", flush=True)  # fmt: skip
@@ -239,13 +280,13 @@ def main() -> int:
             raw["mixed"].append(measure_raw_throughput(sum(mixed), MiB, bidirectional=True))
             print(f"  raw iroh bidir ({sum(mixed) / MiB:.0f} MiB each way): {raw['mixed'][-1]:.1f} MB/s", flush=True)
     for run in range(args.runs if "small" in workloads else 0):
-        result = sync_once("small", small_sizes(args.small), 100 + run, args.timeout, args.keep)
+        result = sync_once("small", small_sizes(args.small), 100 + run, args.timeout, args.keep, args.profile)
         runs.append(result)
         print(f"  small run {run + 1}: {result['assets_s_both_ways']} assets/s, {result['sync_seconds']} s, "
-              f"{result['requests_per_asset']} requests/asset, load {result['load_avg_before'][0]}",
-              flush=True)  # fmt: skip
+              f"{result['requests_per_asset']} requests/asset, CPU {result['cpu_ms_per_asset']} ms/asset "
+              f"{result['cpu_seconds']}, load {result['load_avg_before'][0]}", flush=True)  # fmt: skip
     for run in range(args.runs if "large" in workloads else 0):
-        result = large_once(large, 7000 + run, args.timeout, args.keep)
+        result = large_once(large, 7000 + run, args.timeout, args.keep, args.profile)
         runs.append(result)
         print(f"  large run {run + 1}: end to end {result['end_to_end_seconds']} s, wire {result['wire_seconds']} s "
               f"(x{result['end_to_end_over_wire']}), load {result['load_avg_before'][0]}", flush=True)  # fmt: skip
