@@ -228,13 +228,15 @@ class Node:
     store: StoreProcess
     agent: AgentProcess | None = None
 
-    def start_agent(self, connect_to: Node | None = None, **settings: Any) -> AgentProcess:
+    def start_agent(self, connect_to: Node | None = None, log_level: str = "INFO", **settings: Any) -> AgentProcess:
+        """The agent as a user runs it: at the default log level (DEBUG writes a line per SQL statement and
+        HTTP event, which costs a busy agent measurable CPU); pass log_level="DEBUG" to look inside."""
         if connect_to is not None:
             settings["connect_ticket_file"] = connect_to.home / "ticket.json"
         write_agent_config(
             self.home, sync_passphrase=PASSPHRASE, can_service_url=self.store.url, sync_api_key=SYNC_KEY, **settings
         )
-        self.agent = start_agent(self.home, self.name, timeout=120)
+        self.agent = start_agent(self.home, self.name, timeout=120, log_level=log_level)
         return self.agent
 
     def stop_agent(self) -> None:

@@ -14,7 +14,11 @@ quick=()
 raw_args=()
 journal_args=()
 inspect_args=()  # the 5M-event journal is built once (minutes) and kept in bench/cache/
+reunion_args=()
+simulate_args=(--seeds 2000)
 if [ "${1:-}" = "--quick" ]; then
+    reunion_args=(--runs 2)
+    simulate_args=(--seeds 200)
     quick=(--quick)
     raw_args=(--size-mib 64 --unpatched-mib 16 --runs 1)
     journal_args=(--events 50000)
@@ -38,4 +42,9 @@ run bench/resume_bench.py "${quick[@]}"
 run bench/memory_bench.py "${quick[@]}"
 run bench/scale_bench.py "${quick[@]}"
 run bench/bandwidth_bench.py "${quick[@]}"
+run bench/reconcile_bench.py "${quick[@]}"
+run bench/reunion_bench.py "${reunion_args[@]}"
+run bench/status_bench.py "${quick[@]}"
+run bench/idle_log_bench.py "${quick[@]}"
+run bench/simulate.py "${simulate_args[@]}"
 echo "all benchmarks done; results in bench/results/, log in $log"

@@ -11,20 +11,20 @@ knows, so a refused file keeps every byte it had.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from alembic import command
 
 # The file check (preflight), the revisions and where the migrations live are in sqlite_file, which
 # imports neither SQLAlchemy nor alembic; head_revision and script_location are named here too for the
 # callers (and tests) that speak of migrating.
 from cansync.journal.sqlite_file import BUSY_TIMEOUT_MS, script_location
 from cansync.journal.sqlite_file import head_revision as head_revision
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 PAGE_CACHE_KIB = 8 * 1024  # per pooled connection: the agent's memory budget is 150 MB in all
 BEGIN_MODE_OPTION = "cansync_sqlite_begin"
@@ -37,6 +37,8 @@ def alembic_config() -> AlembicConfig:
     migrations.ini is for the alembic command line (its logging and URL options); in-process the agent
     passes the connection, and an installed cansync has no migrations.ini anyway.
     """
+    from alembic.config import Config as AlembicConfig  # alembic (12 MB) is loaded only to migrate
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(script_location()))
     return cfg
@@ -77,6 +79,8 @@ def create_journal_engine(path: Path) -> AsyncEngine:
 
 def upgrade_connection(connection: Connection) -> None:
     """Run every migration up to head on `connection` (inside the caller's transaction)."""
+    from alembic import command
+
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")

@@ -28,7 +28,7 @@ from cansync.core.events import Event
 from cansync.journal import schema
 from cansync.journal.chain import GENESIS_DIGEST, ChainReport, canonical_json, event_digest
 from cansync.journal.codec import RowDecodeError, build_event, decode_row
-from cansync.journal.database import BEGIN_MODE_OPTION, create_journal_engine, upgrade_to_head
+from cansync.journal.database import BEGIN_MODE_OPTION, create_journal_engine, head_revision, upgrade_to_head
 from cansync.journal.errors import JournalError, SnapshotMismatch
 from cansync.journal.scan import SCAN_BATCH, fold_events
 from cansync.journal.sqlite_file import preflight
@@ -94,21 +94,29 @@ class Journal:
     # -- opening and closing -------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path | str, *, clock: Callable[[], int] | None = None) -> Journal:
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        clock: Callable[[], int] | None = None,
+        make_engine: Callable[[Path], AsyncEngine] = create_journal_engine,
+    ) -> Journal:
         """Open the journal at `path`, creating it or upgrading its schema to what this code knows.
 
         Refuses, with a JournalError and without changing a byte, a file that is not a cansync journal
-        or one written by a newer cansync.
+        or one written by a newer cansync. `make_engine` is for the simulation, whose SQLite runs on its
+        loop instead of aiosqlite's thread.
         """
         path = Path(path)
-        await asyncio.to_thread(preflight, path)
+        recorded = await asyncio.to_thread(preflight, path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"{path}: cannot create its directory: {exc.strerror or exc}") from exc
-        engine = create_journal_engine(path)
+        engine = make_engine(path)
         try:
-            await upgrade_to_head(engine)
+            if recorded != head_revision():  # a journal at head needs no migration (nor alembic in memory)
+                await upgrade_to_head(engine)
             async with engine.connect() as conn:
                 head = (await conn.execute(select(schema.chain_head.c.seq, schema.chain_head.c.digest))).first()
                 last = (
