@@ -23,6 +23,7 @@ import psutil
 
 from cansync.agent.orphan_store import describe, end_orphan, orphan_store, port_holder
 from cansync.portable.pid_lock import lock_holder
+from cansync.portable.timeouts import wait_for
 from cansync.store.exit_codes import EXIT_PORT_IN_USE, EXIT_ROOT_IN_USE
 from cansync.store.root_lock import root_lock_path
 
@@ -86,7 +87,7 @@ class EmbeddedStore:
         )  # fmt: skip
         assert process.stdout is not None
         try:
-            line = await asyncio.wait_for(_ready_line(process.stdout), READY_TIMEOUT)
+            line = await wait_for(_ready_line(process.stdout), READY_TIMEOUT)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -121,7 +122,7 @@ class EmbeddedStore:
             if self.process.stdin is not None:
                 self.process.stdin.close()
             try:
-                await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECS)
+                await wait_for(self.process.wait(), STOP_GRACE_SECS)
             except TimeoutError:
                 log.warning("the embedded store did not stop within %.0f s; killing it", STOP_GRACE_SECS)
                 with contextlib.suppress(ProcessLookupError):

@@ -17,6 +17,7 @@ from cansync.can.store_client import StoreClient
 from cansync.core.events import Event, LocalAssetSeen, MetadataChanged
 from cansync.journal.errors import JournalError
 from cansync.outages import OutageLog
+from cansync.portable.timeouts import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class LocalFeed:
                     # nothing was folded, so the watermark did not move: the next round journals it all again
                     self._outages.problem("journal", "cannot journal the local store's changes: %s (will retry)", exc)
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await wait_for(self._wake.wait(), self.poll_interval)
                 except TimeoutError:
                     pass
                 self._wake.clear()

@@ -25,6 +25,7 @@ from cansync.journal.errors import JournalError
 from cansync.net.address import EndpointAddress
 from cansync.net.errors import TransportError
 from cansync.net.tickets import TicketError, read_ticket_file
+from cansync.portable.timeouts import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class PeerDirectory:
     async def _pause(moved: asyncio.Event, seconds: float) -> None:
         """Sleep, unless a fresh address for the peer turns up first."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(moved.wait(), seconds)
+            await wait_for(moved.wait(), seconds)
 
     async def _watch_ticket_file(self, path: Path) -> None:
         """Dial the peer named in connect_ticket_file; re-read it when it changes (ports change on restart)."""

@@ -23,6 +23,7 @@ from cansync.net.error_text import full_error_text, one_line_error
 from cansync.net.errors import BindFailed, ConnectFailed, PeerTimeout, StreamClosed
 from cansync.net.streams import FramedStream, FrameReader, FrameWriter, TrafficCounter
 from cansync.net.transport import LINK_ERRORS
+from cansync.portable.timeouts import wait_for
 from cansync.wire.frames import DEFAULT_LIMITS, FrameLimits
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class PeerConnection:
 
     async def _await(self, call: Awaitable[T], timeout: float | None, what: str) -> T:
         try:
-            return await asyncio.wait_for(call, timeout)
+            return await wait_for(call, timeout)
         except TimeoutError:
             raise PeerTimeout(f"peer {self.remote_id_hex[:10]}: {what} took over {timeout:g} s") from None
         except LINK_ERRORS as exc:
@@ -173,7 +174,7 @@ class PeerEndpoint:
         """Dial a peer; ConnectFailed (never a hang: the bindings alone wait 30 s on a dead address)."""
         where = f"peer {address.short_id} at {', '.join(address.direct_addrs) or address.relay_url or 'no address'}"
         try:
-            conn = await asyncio.wait_for(self._ep.connect(address.to_iroh(), ALPN), timeout)
+            conn = await wait_for(self._ep.connect(address.to_iroh(), ALPN), timeout)
         except TimeoutError:
             raise ConnectFailed(f"connecting to {where} timed out after {timeout:g} s") from None
         except LINK_ERRORS as exc:
@@ -217,12 +218,12 @@ class PeerEndpoint:
     async def _complete_incoming(self, incoming: transport.Incoming) -> None:
         """Finish one incoming QUIC handshake in its own task, so a slow dialer blocks nobody."""
         try:
-            accepting = await asyncio.wait_for(incoming.accept(), INCOMING_HANDSHAKE_TIMEOUT)
-            alpn = await asyncio.wait_for(accepting.alpn(), INCOMING_HANDSHAKE_TIMEOUT)
+            accepting = await wait_for(incoming.accept(), INCOMING_HANDSHAKE_TIMEOUT)
+            alpn = await wait_for(accepting.alpn(), INCOMING_HANDSHAKE_TIMEOUT)
             if alpn != ALPN:
                 log.info("refused an incoming connection speaking ALPN %r, not %r", alpn, ALPN)
                 return  # dropping `accepting` aborts the handshake
-            conn = await asyncio.wait_for(accepting.connect(), INCOMING_HANDSHAKE_TIMEOUT)
+            conn = await wait_for(accepting.connect(), INCOMING_HANDSHAKE_TIMEOUT)
         except TimeoutError:
             log.info("an incoming connection did not finish its handshake in %g s", INCOMING_HANDSHAKE_TIMEOUT)
             return

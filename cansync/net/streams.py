@@ -11,7 +11,6 @@ evenly; the limiter's waits never count against a stall timeout. Without one, no
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from cansync.net.bandwidth import BandwidthLimiter
 from cansync.net.error_text import one_line_error
 from cansync.net.errors import PeerTimeout, StreamClosed
 from cansync.net.transport import LINK_ERRORS
+from cansync.portable.timeouts import wait_for
 from cansync.wire.frames import (
     DEFAULT_LIMITS,
     HEADER_SIZE,
@@ -91,7 +91,7 @@ class FrameReader:
     async def _read(self, n: int, timeout: float, what: str, exact: bool) -> bytes:
         call = self._recv.read_exact(n) if exact else self._recv.read(n)
         try:
-            return await asyncio.wait_for(call, timeout)
+            return await wait_for(call, timeout)
         except TimeoutError:
             await self._stop_quietly(STOP_TIMEOUT)
             self._broken = PeerTimeout(f"{self.label}: nothing arrived for {timeout:g} s while {what}")
@@ -180,7 +180,7 @@ class FrameReader:
 
     async def _stop_quietly(self, code: int) -> None:
         with contextlib.suppress(*LINK_ERRORS, TimeoutError):
-            await asyncio.wait_for(self._recv.stop(code), 2.0)
+            await wait_for(self._recv.stop(code), 2.0)
 
     async def stop(self, code: int = STOP_CANCELLED) -> None:
         """Tell the peer we read no more from this stream."""
@@ -217,7 +217,7 @@ class FrameWriter:
 
     async def _write_all(self, data: bytes, timeout: float, what: str) -> None:
         try:
-            await asyncio.wait_for(self._send.write_all(data), timeout)
+            await wait_for(self._send.write_all(data), timeout)
         except TimeoutError:
             # part of a frame may be out: reset, so the peer can never misread what follows
             self._broken = PeerTimeout(f"{self.label}: peer accepted nothing for {timeout:g} s while {what}")
@@ -274,7 +274,7 @@ class FrameWriter:
             return
         self.finished = True
         try:
-            await asyncio.wait_for(self._send.finish(), self.timeout)
+            await wait_for(self._send.finish(), self.timeout)
         except TimeoutError:
             raise PeerTimeout(f"{self.label}: finishing the stream took over {self.timeout:g} s") from None
         except LINK_ERRORS as exc:
@@ -284,7 +284,7 @@ class FrameWriter:
         """Abandon the stream: unsent data is dropped and the peer's reader fails."""
         self.finished = True
         with contextlib.suppress(*LINK_ERRORS, TimeoutError):
-            await asyncio.wait_for(self._send.reset(code), 2.0)
+            await wait_for(self._send.reset(code), 2.0)
 
 
 class FramedStream:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from cansync.portable.timeouts import wait_for
 from cansync.store.changes import Change
 
 MAX_PENDING_PER_SUBSCRIBER = 10_000
@@ -36,7 +37,7 @@ class Subscription:
 
     async def next(self, timeout: float | None = None) -> Change | None:
         """The next change; None once closed; raises TimeoutError when nothing came in time."""
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        return await wait_for(self._queue.get(), timeout)
 
 
 class ChangeFeed:
