@@ -89,6 +89,10 @@ class SessionHost(Protocol):
 
     async def own_digests(self, state: SyncState) -> tuple[DigestSet, int, int]: ...
 
+    async def journal_local_store(self) -> None:
+        """Journal whatever our store holds that the journal does not know of yet."""
+        ...
+
 
 class SessionOver(Exception):
     """Raised inside a session's task group to end the session, with the reason it ended."""
@@ -325,6 +329,10 @@ class PeerSession:
     async def _answer_digests(self, since: int) -> None:
         """Our store's digests since `since`, through the rules' echo filter and batching."""
         answer = await self._from_store(lambda: self.can.hashes(since=since))
+        if any(d.hash not in self.ledger.state.local for d in answer.assets):
+            # our journal lags our store (its feed has not caught up): journal first, so that what we tell
+            # the peer we hold is what we know we hold; else, told of it back, we would ask for our own asset
+            await self.host.journal_local_store()
         digests = [
             msg.Digest(d.hash, d.timestamp, d.trashed, d.meta_updated_ms, d.size, d.changed_seq) for d in answer.assets
         ]
@@ -415,11 +423,12 @@ class PeerSession:
             self._output.set()
             for job in pending.values():
                 reason = f"its stream failed: {_describe(exc)}"
-                finished += self.protocol.send_unavailable(job, reason, Failure.LINK_LOST)
+                finished += self.protocol.send_unavailable(job, reason, Failure.LINK_LOST, transient=True)
         except (CanServiceError, OSError) as exc:
             self._output.set()
             for job in pending.values():
-                finished += self.protocol.send_unavailable(job, f"our store could not give it: {_describe(exc)}")
+                reason = f"our store could not give it: {_describe(exc)}"
+                finished += self.protocol.send_unavailable(job, reason, transient=True)
         finally:
             self.protocol.stream_done()
             self._sends.set()

@@ -19,6 +19,7 @@ class Failure(StrEnum):
     OVERRUN = "overrun"  # more bytes than the header said
     MALFORMED_STREAM = "malformed_stream"  # a frame a transfer stream may not carry, or a cut-short stream
     UNAVAILABLE = "unavailable"  # the peer said it cannot serve what it advertised
+    PEER_TROUBLE = "peer_trouble"  # the peer cannot serve it now: its store failed or its stream broke
     STALLED = "stalled"  # nothing arrived for the stall limit
     LINK_LOST = "link_lost"  # the stream or connection went away
     STAGING_FAILED = "staging_failed"  # our disk refused the bytes (full, read-only)
@@ -41,6 +42,7 @@ _VERDICTS = {
     Failure.OVERRUN: Verdict(Fault.PEER, True, "transfer", False),
     Failure.MALFORMED_STREAM: Verdict(Fault.PEER, False, "transfer", False),
     Failure.UNAVAILABLE: Verdict(Fault.PEER, False, "transfer", True),
+    Failure.PEER_TROUBLE: Verdict(Fault.LINK, False, "transfer", True),  # a true answer: no strike
     Failure.STALLED: Verdict(Fault.LINK, False, "transfer", False),
     Failure.LINK_LOST: Verdict(Fault.LINK, False, "transfer", False),
     Failure.STAGING_FAILED: Verdict(Fault.OURS, False, "transfer", True),

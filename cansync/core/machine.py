@@ -50,7 +50,12 @@ from cansync.core.packed_ids import pack_numbers, pack_raw_ids, unpack_numbers, 
 from cansync.core.peer_state import ACTIVE_STATUSES, LinkStatus, PeerState, Transfer, TransferStatus
 
 MAX_FAILURES_PER_PEER = 3
-"""After this many failures of one asset that were one peer's fault, stop asking that peer for it."""
+"""After this many failures of one asset that were one peer's fault, stop asking that peer for it..."""
+
+STRIKE_PARDON_MS = 60_000
+"""...for this long: then it is asked again (a store that gave wrong bytes may have healed, and a session
+can last for days; without a pardon an asset only that peer holds would never arrive). Another failure
+strikes it out for as long again."""
 
 REQUEST_WINDOW = 128
 """Most incoming requests in flight to one peer: the rest wait, so that requests spread over every peer
@@ -84,6 +89,7 @@ class SyncState:
         self._active: dict[str, int] = {}  # asset -> peers whose transfer of it is in flight
         self._pushing: dict[str, int] = {}  # asset -> peers whose verified copy waits for its push
         self._paused: set[str] = set()
+        self._struck: set[str] = set()  # assets some peer is struck out for: asked again after the pardon
         # Transient planning queues (live only): per peer, in arrival order, assets that became worth
         # asking it for. Not state: a replay builds none, and a restart plans from the peers that
         # authenticate anew.
@@ -178,6 +184,11 @@ class SyncState:
             until = self.paused_until(asset)
             if until <= now_ms:
                 self._paused.discard(asset)
+                self._mark_holders(asset)
+        for asset in list(self._struck):
+            struck = [t.struck_ms for t in self._incoming_of(asset) if t.failures >= MAX_FAILURES_PER_PEER]
+            if not struck or min(struck) + STRIKE_PARDON_MS <= now_ms:
+                self._struck.discard(asset)
                 self._mark_holders(asset)
         if not any(self._candidates.values()):
             return []
@@ -435,7 +446,11 @@ class SyncState:
         if asset in self.local or self.claimed(asset) or self.paused_until(asset) > now_ms:
             return False
         transfer = state.incoming.get(asset)
-        return transfer is None or transfer.failures < MAX_FAILURES_PER_PEER
+        return (
+            transfer is None
+            or transfer.failures < MAX_FAILURES_PER_PEER
+            or transfer.struck_ms + STRIKE_PARDON_MS <= now_ms
+        )
 
     def _mark(self, peer: str, asset: str) -> None:
         """`asset` may be worth asking `peer` for: queue it for the next plan (live only)."""
@@ -531,6 +546,8 @@ class SyncState:
                     self._pushing[asset] = self._pushing.get(asset, 0) + 1
                 if transfer.defer_until:
                     self._paused.add(asset)
+                if transfer.failures >= MAX_FAILURES_PER_PEER:
+                    self._struck.add(asset)
 
     # ------------------------------------------------------------------ handlers: peers
 
@@ -798,6 +815,9 @@ class SyncState:
         self.failures[payload.fault.value] += 1
         if payload.fault is Fault.PEER:
             transfer.failures += 1
+            if transfer.failures >= MAX_FAILURES_PER_PEER:
+                transfer.struck_ms = event.time_ms
+                self._struck.add(asset)
         if payload.stage == "store" and not payload.discard and transfer.meta is not None:
             # the verified bytes stay staged and claimed: only the push is tried again, a little later
             transfer.retry_ms = event.time_ms + LOCAL_RETRY_MS

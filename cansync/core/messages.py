@@ -86,6 +86,7 @@ class AssetUnavailable:
     hash: str
     reason: str
     request_id: int = 0
+    transient: bool = False  # the sender's own trouble (its store, its stream), not a wrong advert
 
 
 @dataclass(frozen=True, slots=True)

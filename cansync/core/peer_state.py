@@ -53,12 +53,13 @@ class Transfer:
     defer_seq: int = 0  # seq of that failure (a newer request, from any peer, ends the pause)
     meta: Mapping[str, Any] | None = None  # verified and staged, its push into our store due: the sender's record
     retry_ms: int = 0  # that push failed on our side: push again from this time
+    struck_ms: int = 0  # when this peer's strikes for the asset last reached the limit (its pardon counts from then)
 
     def to_data(self) -> list[Any]:
         return [
             self.status.value, self.offset, self.size, self.failures, self.discarded, self.request_id,
             self.offset_seq, self.discard_seq, self.defer_until, self.defer_seq,
-            None if self.meta is None else dict(self.meta), self.retry_ms,
+            None if self.meta is None else dict(self.meta), self.retry_ms, self.struck_ms,
         ]  # fmt: skip
 
     @classmethod

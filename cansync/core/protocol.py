@@ -233,7 +233,8 @@ class PeerProtocol:
         transfer = state.peer(self.peer).incoming.get(message.hash)
         if transfer is None or not transfer.status.active or transfer.request_id != message.request_id:
             return []
-        return self.incoming_failed(message.hash, Failure.UNAVAILABLE, f"peer cannot serve it: {message.reason}")
+        failure = Failure.PEER_TROUBLE if message.transient else Failure.UNAVAILABLE
+        return self.incoming_failed(message.hash, failure, f"peer cannot serve it: {message.reason}")
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -354,11 +355,14 @@ class PeerProtocol:
         self._end_send(job)
         return [failed_transfer(self.peer, job.hash, Direction.OUT, failure, reason)]
 
-    def send_unavailable(self, job: SendJob, reason: str, failure: Failure = Failure.SOURCE_UNAVAILABLE) -> list[Event]:
+    def send_unavailable(
+        self, job: SendJob, reason: str, failure: Failure = Failure.SOURCE_UNAVAILABLE, *, transient: bool = False
+    ) -> list[Event]:
         """We cannot send what the peer asked for (our store lacks it or failed, or its stream broke):
-        tell it, so it asks again or someone else."""
+        tell it, so it asks again or someone else. `transient`: our own trouble (our store failed, the
+        stream broke), which the peer must not count against us as it counts a wrong advert."""
         said = reason.replace("\x00", " ")[:REASON_CHARS]  # within what the peer's wire checks accept
-        self._frames.append(msg.AssetUnavailable(job.hash, said, job.request_id))
+        self._frames.append(msg.AssetUnavailable(job.hash, said, job.request_id, transient))
         return self.send_failed(job, failure, reason)
 
     def _end_send(self, job: SendJob) -> None:

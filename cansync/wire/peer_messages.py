@@ -193,6 +193,7 @@ def _unavailable(m: peer_pb2.AssetUnavailable) -> msg.AssetUnavailable:
         check_asset_id(m.hash, "AssetUnavailable"),
         _text(m.reason, "AssetUnavailable reason", MAX_REASON_CHARS),
         _number(m.request_id, "AssetUnavailable request_id", low=1),
+        m.transient,
     )
 
 
@@ -290,7 +291,9 @@ def encode_control(message: object) -> Message:
                  for p in message.peers]  # fmt: skip
         return peer_pb2.PeerList(peers=peers)
     if isinstance(message, msg.AssetUnavailable):
-        return peer_pb2.AssetUnavailable(hash=message.hash, reason=message.reason, request_id=message.request_id)
+        return peer_pb2.AssetUnavailable(
+            hash=message.hash, reason=message.reason, request_id=message.request_id, transient=message.transient
+        )
     if isinstance(message, msg.Goodbye):
         return peer_pb2.Goodbye(reason=message.reason)
     if isinstance(message, msg.KeepAlive):

@@ -22,7 +22,7 @@ CHARGED_TO_THE_PEER = {
     Failure.UNAVAILABLE,
     Failure.STORE_REFUSED,
 }
-LINK_FAILURES = {Failure.STALLED, Failure.LINK_LOST}
+LINK_FAILURES = {Failure.STALLED, Failure.LINK_LOST, Failure.PEER_TROUBLE}
 OUR_FAILURES = {
     Failure.STAGING_FAILED,
     Failure.STAGING_LOST,
@@ -32,7 +32,13 @@ OUR_FAILURES = {
 # The staged bytes are wrong (or gone): the next request starts at byte 0.
 DISCARDS = {Failure.CONTENT_MISMATCH, Failure.OVERRUN, Failure.STORE_REFUSED, Failure.STAGING_LOST}
 # Asking again at once would fail the same way.
-DEFERS = {Failure.UNAVAILABLE, Failure.STAGING_FAILED, Failure.STORE_UNAVAILABLE, Failure.SOURCE_UNAVAILABLE}
+DEFERS = {
+    Failure.UNAVAILABLE,
+    Failure.PEER_TROUBLE,
+    Failure.STAGING_FAILED,
+    Failure.STORE_UNAVAILABLE,
+    Failure.SOURCE_UNAVAILABLE,
+}
 # Only the push into our store failed: the bytes were verified.
 STORE_STAGE = {Failure.STORE_UNAVAILABLE, Failure.STORE_REFUSED}
 
@@ -63,7 +69,8 @@ def test_a_link_failure_is_the_links(failure: Failure) -> None:
     judged = verdict(failure)
     assert judged.fault is Fault.LINK
     assert not judged.discard  # a cut link leaves good staged bytes: resume from them
-    assert not judged.defer  # and ask again at once
+    # and ask again at once; but a peer that said its store failed is asked again after a pause
+    assert judged.defer is (failure is Failure.PEER_TROUBLE)
 
 
 @pytest.mark.parametrize("failure", sorted(OUR_FAILURES))
