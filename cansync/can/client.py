@@ -155,14 +155,7 @@ class CanClient:
         """Digests of every asset whose changed_seq > since (trashed ones too) and the watermark, as one
         answer: the pages gathered, each asset once, under its latest change (what one answer at the
         time of the last page would have held)."""
-        gathered: dict[str, can_sync_pb2.AssetDigest] = {}
-        watermark = since
-        async for page in self.hashes_pages(since, page_size):
-            for digest in page.assets:
-                gathered.pop(digest.hash, None)  # changed again while we paged: keep it in its new place
-                gathered[digest.hash] = digest
-            watermark = page.watermark
-        return can_sync_pb2.HashesResponse(assets=gathered.values(), watermark=watermark)
+        return await gather_hash_pages(self.hashes_pages(since, page_size), since)
 
     async def hashes_pages(
         self, since: int = 0, page_size: int = HASHES_PAGE
@@ -434,3 +427,17 @@ def _batches(items: Sequence[_BatchItem]) -> Iterator[list[_BatchItem]]:
         group_bytes += size
     if group:
         yield group
+
+
+async def gather_hash_pages(
+    pages: AsyncIterator[can_sync_pb2.HashesResponse], since: int
+) -> can_sync_pb2.HashesResponse:
+    """Every page of a paged /sync/hashes answer as one answer with the last page's watermark."""
+    gathered: dict[str, can_sync_pb2.AssetDigest] = {}
+    watermark = since
+    async for page in pages:
+        for digest in page.assets:
+            gathered.pop(digest.hash, None)  # changed again while we paged: keep it in its new place
+            gathered[digest.hash] = digest
+        watermark = page.watermark
+    return can_sync_pb2.HashesResponse(assets=gathered.values(), watermark=watermark)

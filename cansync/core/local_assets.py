@@ -33,7 +33,17 @@ class LocalAssets:
         return bool(self._seqs)
 
     def __contains__(self, asset: object) -> bool:
-        return self.get(asset) is not None  # type: ignore[arg-type]
+        try:
+            return bytes.fromhex(asset) in self._seqs  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # not an id at all: never ours
+            return False
+
+    def note(self, asset: str, seq: int) -> None:
+        """Ours since `seq`: the earliest seq that said so wins, and a known seq wins over none (0)."""
+        raw = bytes.fromhex(asset)
+        known = self._seqs.get(raw)
+        if known is None or (seq and (not known or seq < known)):
+            self._seqs[raw] = seq
 
     def get(self, asset: str) -> int | None:
         try:

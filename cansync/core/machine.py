@@ -491,9 +491,7 @@ class SyncState:
 
     def _became_local(self, asset: str, seq: int) -> None:
         """Our store holds the asset, since this seq (the earliest one that said so, whatever the order)."""
-        known = self.local.get(asset)
-        if known is None or (seq and (not known or seq < known)):
-            self.local[asset] = seq
+        self.local.note(asset, seq)
         if seq > self._newest_local_seq:
             self._newest_local_seq = seq
 

@@ -29,6 +29,7 @@ from cansync.can.client import (
     MAX_RETRY_DELAY,
     PUSH_BATCH_MAX_ASSETS,
     PUSH_BATCH_MAX_BYTES,
+    gather_hash_pages,
 )
 from cansync.can.errors import CanServiceError, CanServiceUnavailable
 from cansync.can.events import StoreEvent
@@ -42,13 +43,11 @@ from cansync.store.hashing import content_hash, is_asset_hash
 from cansync.store.naming import (
     InvalidName,
     parse_tags,
-    validate_extension,
-    validate_file_name,
     validate_text,
 )
 from cansync.store.public_api import TEXT_FIELDS, new_asset_fields
 from cansync.store.records import AssetRecord, MetaChange, NewAssetFields
-from cansync.store.sync_api import MAX_HASHES_PAGE
+from cansync.store.sync_api import MAX_HASHES_PAGE, fields_from_meta
 from cansync.wire.pb import can_sync_pb2
 
 # what the store answers when its disk is full (cansync/store/envelope.py), and with which status
@@ -154,14 +153,7 @@ class MemoryStore:
     # --- the sync API, as CanClient answers it ------------------------------------------------
 
     async def hashes(self, since: int = 0, page_size: int = HASHES_PAGE) -> can_sync_pb2.HashesResponse:
-        gathered: dict[str, can_sync_pb2.AssetDigest] = {}
-        watermark = since
-        async for page in self.hashes_pages(since, page_size):
-            for digest in page.assets:
-                gathered.pop(digest.hash, None)  # changed while we paged: its latest place counts
-                gathered[digest.hash] = digest
-            watermark = page.watermark
-        return can_sync_pb2.HashesResponse(assets=gathered.values(), watermark=watermark)
+        return await gather_hash_pages(self.hashes_pages(since, page_size), since)
 
     async def hashes_pages(
         self, since: int = 0, page_size: int = HASHES_PAGE
@@ -246,7 +238,7 @@ class MemoryStore:
         """/sync/push's order of checks: the hash's form, the fields, held already (the content is then
         not looked at), a full disk (the content is written before it is hashed), the hash, the size."""
         _require_hash(meta.hash, "/sync/push meta.hash")
-        fields = _pushed_fields(meta)
+        fields = fields_from_meta(meta)
         held = self._records.get(meta.hash)
         if held is not None:
             return held, False
@@ -308,7 +300,7 @@ class MemoryStore:
         verdicts: list[can_sync_pb2.PushBatchItemResult | NewAssetFields] = []
         for meta, content in group:
             try:
-                fields = _pushed_fields(meta)
+                fields = fields_from_meta(meta)
                 _require_hash(meta.hash, "meta.hash")
             except (BadRequest, InvalidName) as exc:
                 verdicts.append(_refused(meta.hash, str(exc)))
@@ -476,26 +468,6 @@ def _require_hash(value: str, what: str) -> None:
     if not is_asset_hash(value):
         shown = repr(value[:80]) + ("..." if len(value) > 80 else "")
         raise BadRequest(f"{what}: {shown} is not an asset hash (64 lower-case hex digits)")
-
-
-def _pushed_fields(meta: can_sync_pb2.AssetMeta) -> NewAssetFields:
-    """What a pushed AssetMeta says of its asset, checked by the store's naming rules."""
-    for field in ("description", "human_readable_path", "application", "user", "meta_origin", "mime_type"):
-        validate_text(getattr(meta, field), field)
-    return NewAssetFields(
-        mime_type=meta.mime_type[:255],
-        tags=tuple(parse_tags(list(meta.tags))),
-        description=meta.description,
-        human_file_name=validate_file_name(meta.human_file_name),
-        human_readable_path=meta.human_readable_path,
-        application=meta.application,
-        user=meta.user,
-        extension=validate_extension(meta.extension),
-        timestamp=meta.timestamp if meta.timestamp > 0 else None,
-        trashed=meta.trashed,
-        meta_updated_ms=meta.meta_updated_ms,
-        meta_origin=meta.meta_origin,
-    )
 
 
 async def _read_all(content: AsyncIterable[bytes] | bytes | Path) -> bytes:

@@ -166,7 +166,8 @@ async def _write_pull_item(response: web.StreamResponse, store: AssetStore, asse
         raise RuntimeError(f"asset {asset_hash}: file holds {sent + start} bytes, index says {record.size}")
 
 
-def _fields_from_meta(meta: can_sync_pb2.AssetMeta) -> NewAssetFields:
+def fields_from_meta(meta: can_sync_pb2.AssetMeta) -> NewAssetFields:
+    """What a pushed AssetMeta says of its asset, checked by the store's naming rules."""
     for name in ("description", "human_readable_path", "application", "user", "meta_origin", "mime_type"):
         validate_text(getattr(meta, name), name)
     return NewAssetFields(
@@ -189,7 +190,7 @@ async def sync_push(request: web.Request) -> web.Response:
     store: AssetStore = request.app[STORE_KEY]
     meta = await read_delimited(request.content, can_sync_pb2.AssetMeta, "/sync/push")
     _require_hash(meta.hash, "/sync/push meta.hash")
-    fields = _fields_from_meta(meta)
+    fields = fields_from_meta(meta)
 
     async def content() -> AsyncIterator[bytes]:
         async for chunk in request.content.iter_chunked(PUSH_CHUNK_BYTES):
@@ -247,7 +248,7 @@ async def sync_push_batch(request: web.Request) -> web.Response:
                 )
             content = _content_of(request.content, meta.size, what)
             try:
-                fields = _fields_from_meta(meta)
+                fields = fields_from_meta(meta)
                 _require_hash(meta.hash, "meta.hash")
             except (BadRequest, InvalidName) as exc:
                 batch.refuse(meta.hash, str(exc))

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.e2e.conftest import SYNC_KEY, Cluster, Node
-from tests.helpers.assets import ingest, make_bytes, store_digests
+from tests.helpers.assets import ingest, make_bytes, push_many, store_digests
 from tests.helpers.journal_db import journal_rows
 from tests.helpers.store_process import wait_until
 
@@ -67,11 +66,12 @@ def test_two_thousand_small_files_cross_with_one_request_each_and_nothing_failin
     a, b = cluster.add("a"), cluster.add("b")
     rng = random.Random(2000)
     sizes = [rng.randint(1 * KiB, 16 * KiB) for _ in range(2000)]
-    with ThreadPoolExecutor(8) as pool:
-        hashes = set(pool.map(lambda n: ingest(a.api, make_bytes(10_000 + n, sizes[n]), f"s{n}.bin"), range(2000)))
+    files = [(make_bytes(10_000 + n, sizes[n]), f"s{n}.bin") for n in range(2000)]
+    hashes = set(push_many(a.store.url, SYNC_KEY, files))
     assert len(hashes) == 2000
-    a.start_agent()
-    b.start_agent(connect_ticket_file=a.home / "ticket.json")
+    # at the default level: DEBUG writes a line per SQL statement and HTTP event, thousands a second here
+    a.start_agent(log_level="INFO")
+    b.start_agent(connect_ticket_file=a.home / "ticket.json", log_level="INFO")
     assert wait_until(lambda: set(store_digests(b.store.url, SYNC_KEY)) == hashes, timeout=240, interval=1)
     requests = journal_rows(
         b.home, "SELECT count(*) FROM events WHERE kind='transfer_requested' AND json_extract(data,'$.direction')='in'"

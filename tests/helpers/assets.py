@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
+from cansync.can import CanClient
 from cansync.wire.pb import can_sync_pb2
 
 _ASSET_FILE = re.compile(r"^(\d+)_([0-9a-f]{64})")
@@ -27,6 +30,24 @@ def ingest(api: str, content: bytes, name: str = "file.bin", tags: str = "") -> 
     response = httpx.post(f"{api}/ingest", files={"file": (name, content)}, data=data, timeout=120)
     response.raise_for_status()
     return str(response.json()["data"]["hash"])
+
+
+def push_many(url: str, sync_key: str, files: Sequence[tuple[bytes, str]]) -> list[str]:
+    """Put many files into a store through /sync/push_batch, a durability barrier per batch instead of
+    one per file (2,000 small ingests take ~45 s one by one); returns their hashes in order."""
+
+    async def push() -> list[str]:
+        metas = [
+            can_sync_pb2.AssetMeta(hash=hashlib.sha256(content).hexdigest(), size=len(content), human_file_name=name)
+            for content, name in files
+        ]
+        async with CanClient(url, sync_key, timeout=120) as can:
+            results = await can.push_batch([(meta, content) for meta, (content, _) in zip(metas, files, strict=True)])
+        refused = [r for r in results if r.outcome == can_sync_pb2.PUSH_REFUSED]
+        assert not refused, refused[:3]
+        return [meta.hash for meta in metas]
+
+    return asyncio.run(push())
 
 
 def store_digests(url: str, sync_key: str) -> dict[str, can_sync_pb2.AssetDigest]:
