@@ -25,6 +25,7 @@ from tests.simulation.regressions import REGRESSIONS, Regression
 
 CI_SEEDS = range(1, 501)
 MESH_SEED = 1
+MESH_AGENTS = 16  # 32 take 36 s here: bench/simulate.py --mesh --agents 32 runs those
 REPLAYED_SEED = 25  # a rogue peer, a corrupted pull, a crash and a cut link among five agents
 
 
@@ -77,19 +78,21 @@ def test_a_bug_the_simulation_found_stays_fixed(regression: Regression, monkeypa
 
 
 @pytest.fixture(scope="module")
-def mesh_of_32() -> SeedOutcome:
-    return run_one(MESH_SEED, 32, mesh=True)
+def mesh() -> SeedOutcome:
+    return run_one(MESH_SEED, MESH_AGENTS, mesh=True)
 
 
 @pytest.mark.timeout(900)
-def test_32_agents_in_a_mesh_converge(mesh_of_32: SeedOutcome) -> None:
-    assert mesh_of_32.passed, mesh_of_32.failures  # the union everywhere, each asset received once per receiver
-    assert len(mesh_of_32.uploads) == 32
+def test_a_mesh_of_16_agents_converges(mesh: SeedOutcome) -> None:
+    assert mesh.passed, mesh.failures  # the union everywhere, each asset received once per receiver
+    assert len(mesh.uploads) == MESH_AGENTS
 
 
 @pytest.mark.xfail(
-    reason="issue 14: requests do not yet spread over the holders; measured 2.67x the mean", strict=False
+    reason="issue 14: requests do not yet spread enough over the holders; measured 3.28x the mean with 16 "
+    "agents (seed 1), 2.67x with 32",
+    strict=False,
 )
-def test_no_agent_of_a_mesh_uploads_more_than_twice_the_mean(mesh_of_32: SeedOutcome) -> None:
-    print(f"\nuploads per agent: {sorted(mesh_of_32.uploads.values())}, spread {mesh_of_32.upload_spread():.2f}")
-    assert mesh_of_32.upload_spread() <= 2.0
+def test_no_agent_of_a_mesh_uploads_more_than_twice_the_mean(mesh: SeedOutcome) -> None:
+    print(f"\nuploads per agent: {sorted(mesh.uploads.values())}, spread {mesh.upload_spread():.2f}")
+    assert mesh.upload_spread() <= 2.0
