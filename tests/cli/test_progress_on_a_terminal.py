@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers.agent_process import write_agent_config
@@ -17,8 +18,9 @@ from tests.helpers.store_process import free_port
 LAUNCH = "import sys; from cansync.cli import main; sys.exit(main())"
 
 
-def run_for(args: list[str], seconds: float, *, terminal: bool) -> str:
-    """Run a command for a while with stderr on a pseudo-terminal (or a pipe); what it wrote there."""
+def run_for(args: list[str], seconds: float, *, terminal: bool, until: Callable[[str], bool] | None = None) -> str:
+    """Run a command for a while with stderr on a pseudo-terminal (or a pipe); what it wrote there. With
+    `until`, stop as soon as what it wrote satisfies it."""
     if terminal:
         leader, follower = pty.openpty()
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
@@ -41,6 +43,8 @@ def run_for(args: list[str], seconds: float, *, terminal: bool) -> str:
                 if not data:
                     break
                 chunks.append(data)
+                if until is not None and until(b"".join(chunks).decode(errors="replace")):
+                    break
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(20)
@@ -52,7 +56,7 @@ def run_for(args: list[str], seconds: float, *, terminal: bool) -> str:
 def test_progress_bars_on_a_terminal_and_none_in_a_pipe(tmp_path: Path):
     config = write_agent_config(tmp_path, sync_passphrase="progress", store_port=free_port())
     args = [sys.executable, "-c", LAUNCH, "run", "-c", str(config)]
-    shown = run_for(args, 8, terminal=True)
+    shown = run_for(args, 8, terminal=True, until=lambda t: "received" in t and "sent" in t and "MiB/s" in t)
     assert "received" in shown and "sent" in shown and "MiB/s" in shown, shown[-2000:]
     piped = run_for(args, 6, terminal=False)
     assert "MiB/s" not in piped and "started" in piped, piped[-2000:]
