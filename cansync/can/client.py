@@ -51,7 +51,7 @@ _AUTH_STATUSES = frozenset({401, 403})  # the key is missing or wrong: a person 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 PushItemResult = can_sync_pb2.PushBatchItemResult
-_BatchItem = tuple[int, can_sync_pb2.AssetMeta, bytes | Path]  # (index in the caller's list, meta, content)
+BatchItem = tuple[int, can_sync_pb2.AssetMeta, bytes | Path]  # (index in the caller's list, meta, content)
 
 
 log = logging.getLogger(__name__)
@@ -259,17 +259,17 @@ class CanClient:
         for index, (meta, content) in enumerate(items):
             size = len(content) if isinstance(content, bytes) else (await asyncio.to_thread(content.stat)).st_size
             if meta.size and meta.size != size:
-                results[index] = _refused(meta.hash, f"content is {size} bytes, meta.size says {meta.size}")
+                results[index] = refused_item(meta.hash, f"content is {size} bytes, meta.size says {meta.size}")
                 continue
             if not meta.size:
-                meta = _with_size(meta, size)
+                meta = with_size(meta, size)
             batchable.append((index, meta, content))
-        for group in _batches(batchable):
+        for group in batch_groups(batchable):
             for (index, _, _), result in zip(group, await self._push_group(group), strict=True):
                 results[index] = result
         return [result for result in results if result is not None]
 
-    async def _push_group(self, group: Sequence[_BatchItem]) -> list[PushItemResult]:
+    async def _push_group(self, group: Sequence[BatchItem]) -> list[PushItemResult]:
         if self._batch_route and len(group) > 1:
             try:
                 return await self._push_batch_request(group)
@@ -291,11 +291,11 @@ class CanClient:
         except CanServiceError as exc:
             if exc.status != 400:
                 raise
-            return _refused(meta.hash, exc.message)
+            return refused_item(meta.hash, exc.message)
         outcome = can_sync_pb2.PUSH_CREATED if pushed.created else can_sync_pb2.PUSH_ALREADY_HELD
         return can_sync_pb2.PushBatchItemResult(hash=meta.hash, outcome=outcome, meta=pushed.meta)
 
-    async def _push_batch_request(self, group: Sequence[_BatchItem]) -> list[PushItemResult]:
+    async def _push_batch_request(self, group: Sequence[BatchItem]) -> list[PushItemResult]:
         route = "/sync/push_batch"
 
         async def body() -> AsyncIterator[bytes]:
@@ -403,20 +403,22 @@ async def _bytes_once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _refused(asset_hash: str, reason: str) -> PushItemResult:
+def refused_item(asset_hash: str, reason: str) -> PushItemResult:
+    """A batch result refusing one asset, with the reason."""
     return can_sync_pb2.PushBatchItemResult(hash=asset_hash, outcome=can_sync_pb2.PUSH_REFUSED, reason=reason)
 
 
-def _with_size(meta: can_sync_pb2.AssetMeta, size: int) -> can_sync_pb2.AssetMeta:
+def with_size(meta: can_sync_pb2.AssetMeta, size: int) -> can_sync_pb2.AssetMeta:
+    """A copy of `meta` that states the content's size."""
     sized = can_sync_pb2.AssetMeta()
     sized.CopyFrom(meta)
     sized.size = size
     return sized
 
 
-def _batches(items: Sequence[_BatchItem]) -> Iterator[list[_BatchItem]]:
+def batch_groups(items: Sequence[BatchItem]) -> Iterator[list[BatchItem]]:
     """Consecutive groups within the store's bounds; an asset too large for any batch goes alone."""
-    group: list[_BatchItem] = []
+    group: list[BatchItem] = []
     group_bytes = 0
     for item in items:
         size = item[1].size

@@ -27,9 +27,11 @@ from cansync.can.client import (
     FIRST_RETRY_DELAY,
     HASHES_PAGE,
     MAX_RETRY_DELAY,
-    PUSH_BATCH_MAX_ASSETS,
-    PUSH_BATCH_MAX_BYTES,
+    BatchItem,
+    batch_groups,
     gather_hash_pages,
+    refused_item,
+    with_size,
 )
 from cansync.can.errors import CanServiceError, CanServiceUnavailable
 from cansync.can.events import StoreEvent
@@ -39,7 +41,7 @@ from cansync.simulation.loop import EPOCH_MS, SimulatedLoop
 from cansync.store.assets import READ_CHUNK_BYTES, AssetStore
 from cansync.store.changes import Change, ChangeKind, parse_change_seq
 from cansync.store.errors import AssetNotFound, BadRequest, HashMismatch, SizeMismatch, StoreError
-from cansync.store.hashing import content_hash, is_asset_hash
+from cansync.store.hashing import content_hash
 from cansync.store.naming import (
     InvalidName,
     parse_tags,
@@ -47,7 +49,7 @@ from cansync.store.naming import (
 )
 from cansync.store.public_api import TEXT_FIELDS, new_asset_fields
 from cansync.store.records import AssetRecord, MetaChange, NewAssetFields
-from cansync.store.sync_api import MAX_HASHES_PAGE, fields_from_meta
+from cansync.store.sync_api import MAX_HASHES_PAGE, fields_from_meta, meta_change_from_update, require_hash
 from cansync.wire.pb import can_sync_pb2
 
 # what the store answers when its disk is full (cansync/store/envelope.py), and with which status
@@ -237,7 +239,7 @@ class MemoryStore:
     def _push_one(self, meta: can_sync_pb2.AssetMeta, content: bytes) -> tuple[AssetRecord, bool]:
         """/sync/push's order of checks: the hash's form, the fields, held already (the content is then
         not looked at), a full disk (the content is written before it is hashed), the hash, the size."""
-        _require_hash(meta.hash, "/sync/push meta.hash")
+        require_hash(meta.hash, "/sync/push meta.hash")
         fields = fields_from_meta(meta)
         held = self._records.get(meta.hash)
         if held is not None:
@@ -257,19 +259,17 @@ class MemoryStore:
         """As CanClient.push_batch against our store: sizes checked first (no request), then groups within
         the batch bounds, a group of one by /sync/push, a larger one by /sync/push_batch."""
         results: list[can_sync_pb2.PushBatchItemResult | None] = [None] * len(items)
-        sendable: list[tuple[int, _PushItem]] = []
+        sendable: list[BatchItem] = []
         for index, (meta, content) in enumerate(items):
             data = await _read_all(content)
             if meta.size and meta.size != len(data):
-                results[index] = _refused(meta.hash, f"content is {len(data)} bytes, meta.size says {meta.size}")
+                results[index] = refused_item(meta.hash, f"content is {len(data)} bytes, meta.size says {meta.size}")
                 continue
-            sized = can_sync_pb2.AssetMeta()
-            sized.CopyFrom(meta)
-            sized.size = len(data)
-            sendable.append((index, (sized, data)))
-        for group in _groups(sendable):
-            answers = await self._push_group([item for _, item in group])
-            for (index, _), answer in zip(group, answers, strict=True):
+            sendable.append((index, with_size(meta, len(data)), data))
+        for group in batch_groups(sendable):
+            # every content was read into bytes above; BatchItem also allows the Path a client may be given
+            answers = await self._push_group([(meta, data) for _, meta, data in group])  # type: ignore[misc]
+            for (index, _, _), answer in zip(group, answers, strict=True):
                 results[index] = answer
         return [result for result in results if result is not None]
 
@@ -283,7 +283,7 @@ class MemoryStore:
             except (StoreError, InvalidName) as exc:
                 if isinstance(exc, StoreError) and exc.status != 400:
                     raise self._refusal(route, exc) from None
-                return [_refused(meta.hash, str(exc))]
+                return [refused_item(meta.hash, str(exc))]
             outcome = can_sync_pb2.PUSH_CREATED if created else can_sync_pb2.PUSH_ALREADY_HELD
             return [can_sync_pb2.PushBatchItemResult(hash=meta.hash, outcome=outcome, meta=record.to_proto())]
         route = "/sync/push_batch"
@@ -301,9 +301,9 @@ class MemoryStore:
         for meta, content in group:
             try:
                 fields = fields_from_meta(meta)
-                _require_hash(meta.hash, "meta.hash")
+                require_hash(meta.hash, "meta.hash")
             except (BadRequest, InvalidName) as exc:
-                verdicts.append(_refused(meta.hash, str(exc)))
+                verdicts.append(refused_item(meta.hash, str(exc)))
                 continue
             held = self._records.get(meta.hash)
             if held is not None:
@@ -313,7 +313,7 @@ class MemoryStore:
                 raise _DiskFull()
             actual = content_hash(content)
             if actual != meta.hash:
-                verdicts.append(_refused(meta.hash, str(HashMismatch(meta.hash, actual))))
+                verdicts.append(refused_item(meta.hash, str(HashMismatch(meta.hash, actual))))
                 continue
             verdicts.append(fields)
         results = []
@@ -333,14 +333,7 @@ class MemoryStore:
         route = "/sync/meta"
         await self._reach(route)
         try:
-            _require_hash(update.hash, "/sync/meta")
-            change = MetaChange(
-                tags=tuple(parse_tags(list(update.tags))),
-                description=validate_text(update.description, "description"),
-                trashed=update.trashed,
-                updated_ms=update.updated_ms,
-                origin=validate_text(update.origin, "origin"),
-            )
+            change = meta_change_from_update(update)
             current = self._records.get(update.hash)
             if current is None:
                 raise AssetNotFound(update.hash)
@@ -452,7 +445,7 @@ class MemoryStore:
     def _check_hashes(self, route: str, hashes: Sequence[str]) -> None:
         try:
             for asset_hash in hashes:
-                _require_hash(asset_hash, route)
+                require_hash(asset_hash, route)
         except BadRequest as exc:
             raise self._refusal(route, exc) from None
 
@@ -464,37 +457,12 @@ class _DiskFull(StoreError):
         super().__init__(DISK_FULL_MESSAGE)
 
 
-def _require_hash(value: str, what: str) -> None:
-    if not is_asset_hash(value):
-        shown = repr(value[:80]) + ("..." if len(value) > 80 else "")
-        raise BadRequest(f"{what}: {shown} is not an asset hash (64 lower-case hex digits)")
-
-
 async def _read_all(content: AsyncIterable[bytes] | bytes | Path) -> bytes:
     if isinstance(content, bytes):
         return content
     if isinstance(content, Path):
         return content.read_bytes()  # a staged file: small enough, and no thread may read it
     return b"".join([chunk async for chunk in content])
-
-
-def _groups(items: list[tuple[int, _PushItem]]) -> Iterator[list[tuple[int, _PushItem]]]:
-    """Consecutive groups within the batch route's bounds, as CanClient sends them."""
-    group: list[tuple[int, _PushItem]] = []
-    group_bytes = 0
-    for item in items:
-        size = len(item[1][1])
-        if group and (len(group) >= PUSH_BATCH_MAX_ASSETS or group_bytes + size > PUSH_BATCH_MAX_BYTES):
-            yield group
-            group, group_bytes = [], 0
-        group.append(item)
-        group_bytes += size
-    if group:
-        yield group
-
-
-def _refused(asset_hash: str, reason: str) -> can_sync_pb2.PushBatchItemResult:
-    return can_sync_pb2.PushBatchItemResult(hash=asset_hash, outcome=can_sync_pb2.PUSH_REFUSED, reason=reason)
 
 
 def _outcome(

@@ -78,7 +78,8 @@ def _since(request: web.Request, body_since: int) -> int:
         raise BadRequest(str(exc)) from None
 
 
-def _require_hash(value: str, what: str) -> str:
+def require_hash(value: str, what: str) -> str:
+    """`value`, if it is an asset hash; else the 400 that names `what` and shows the value."""
     if not is_asset_hash(value):
         shown = repr(value[:80]) + ("..." if len(value) > 80 else "")
         raise BadRequest(f"{what}: {shown} is not an asset hash (64 lower-case hex digits)")
@@ -120,7 +121,7 @@ async def sync_pull(request: web.Request) -> web.StreamResponse:
     store: AssetStore = request.app[STORE_KEY]
     body = await _whole_body(request, "/sync/pull")
     pull = parse_message(body, can_sync_pb2.PullRequest, "/sync/pull")
-    hashes = [_require_hash(h, "/sync/pull") for h in pull.hashes]
+    hashes = [require_hash(h, "/sync/pull") for h in pull.hashes]
     response = web.StreamResponse(headers={"Content-Type": PROTOBUF})
     await response.prepare(request)
     try:
@@ -189,7 +190,7 @@ def fields_from_meta(meta: can_sync_pb2.AssetMeta) -> NewAssetFields:
 async def sync_push(request: web.Request) -> web.Response:
     store: AssetStore = request.app[STORE_KEY]
     meta = await read_delimited(request.content, can_sync_pb2.AssetMeta, "/sync/push")
-    _require_hash(meta.hash, "/sync/push meta.hash")
+    require_hash(meta.hash, "/sync/push meta.hash")
     fields = fields_from_meta(meta)
 
     async def content() -> AsyncIterator[bytes]:
@@ -249,7 +250,7 @@ async def sync_push_batch(request: web.Request) -> web.Response:
             content = _content_of(request.content, meta.size, what)
             try:
                 fields = fields_from_meta(meta)
-                _require_hash(meta.hash, "meta.hash")
+                require_hash(meta.hash, "meta.hash")
             except (BadRequest, InvalidName) as exc:
                 batch.refuse(meta.hash, str(exc))
                 async for _ in content:  # skip it: the next asset follows
@@ -260,18 +261,23 @@ async def sync_push_batch(request: web.Request) -> web.Response:
     return _protobuf(can_sync_pb2.PushBatchResult(results=[_verdict_proto(v) for v in verdicts]))
 
 
-async def sync_meta(request: web.Request) -> web.Response:
-    store: AssetStore = request.app[STORE_KEY]
-    body = await _whole_body(request, "/sync/meta")
-    update = parse_message(body, can_sync_pb2.MetaUpdate, "/sync/meta")
-    _require_hash(update.hash, "/sync/meta")
-    change = MetaChange(
+def meta_change_from_update(update: can_sync_pb2.MetaUpdate) -> MetaChange:
+    """A peer's metadata change, its hash and fields checked by the store's rules."""
+    require_hash(update.hash, "/sync/meta")
+    return MetaChange(
         tags=tuple(parse_tags(list(update.tags))),
         description=validate_text(update.description, "description"),
         trashed=update.trashed,
         updated_ms=update.updated_ms,
         origin=validate_text(update.origin, "origin"),
     )
+
+
+async def sync_meta(request: web.Request) -> web.Response:
+    store: AssetStore = request.app[STORE_KEY]
+    body = await _whole_body(request, "/sync/meta")
+    update = parse_message(body, can_sync_pb2.MetaUpdate, "/sync/meta")
+    change = meta_change_from_update(update)
     applied, record = await store.apply_meta(update.hash, change)
     return _protobuf(can_sync_pb2.MetaResult(applied=applied, meta=record.to_proto()))
 
