@@ -3,7 +3,8 @@
     .venv/bin/python bench/fold_cost_bench.py [--events 50000] [--source DIR]
 
 Runs itself twice under valgrind's callgrind over bench/journal_bench.py's event mix: once only making
-the events, once making and folding them (`SyncState.replay`, as a restart and `journal replay` do).
+the events, once making and folding them (`SyncState.replaying`, as a restart and `journal replay` do; `replay`
+per event in a checkout that predates it).
 The difference over the event count is the fold's cost per event. `--source DIR` measures the cansync
 of another checkout (a worktree of an older commit), for a before-and-after. Writes
 bench/results/fold_cost.json (or fold_cost_<label>.json with --label).
@@ -32,8 +33,14 @@ def _inner(mode: str, events: int) -> None:
     made = list(generate(events))
     if mode == "fold":
         state = SyncState()
-        for event in made:
-            state.replay(event)
+        replaying = getattr(state, "replaying", None)
+        if replaying is None:  # a checkout from before SyncState.replaying: its replay folded one by one
+            for event in made:
+                state.replay(event)
+            return
+        with replaying() as fold_one:
+            for event in made:
+                fold_one(event)
 
 
 def _instructions(mode: str, events: int, source: Path) -> int:

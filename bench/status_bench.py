@@ -89,7 +89,8 @@ async def snapshot_at(path: Path, seq: int) -> None:
     journal = await Journal.open(path)
     try:
         state = SyncState()
-        await journal.replay_into(lambda e: state.replay(e) if e.seq <= seq else None)
+        with state.replaying() as fold_one:
+            await journal.replay_into(lambda e: fold_one(e) if e.seq <= seq else None)
         await write_snapshot(journal, state, seq)
     finally:
         await journal.close()

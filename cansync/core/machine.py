@@ -16,7 +16,7 @@ number per peer, so replaying a journal twice, or a snapshot plus its tail, land
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from sys import intern
 from types import MappingProxyType
@@ -65,7 +65,6 @@ LOCAL_RETRY_MS = 5_000
 """After a failure of our own (disk full, store down), wait this long before asking again."""
 
 SNAPSHOT_VERSION = 4
-CHECKED_IDS_KEPT = 4096
 _KEEP = object()  # _set_incoming: leave the transfer's pending record as it is
 NO_RECORD: Mapping[str, Any] = MappingProxyType({})  # a verified transfer whose sender sent no record
 
@@ -95,7 +94,7 @@ class SyncState:
         # authenticate anew.
         self._candidates: dict[str, dict[str, None]] = {}
         self._newest_local_seq = 0
-        self._checked_ids: OrderedDict[str, None] = OrderedDict()  # recently folded asset ids, oldest first
+        self._last_checked_id = ""  # the asset id of the last event folded, which passed the id check
         self._emit = True  # False while replaying: handlers update state and skip building commands
         self._handlers: dict[EventKind, Callable[[Event, PeerState | None], list[Command]]] = {
             EventKind.PEER_DISCOVERED: self._peer_discovered,
@@ -134,6 +133,16 @@ class SyncState:
         finally:
             self._emit = True
 
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[Callable[[Event], object]]:
+        """Fold many events without commands: yields the fold of one event, to call on each in turn (the
+        switch is set once for the whole replay rather than once per event)."""
+        self._emit = False
+        try:
+            yield self._fold
+        finally:
+            self._emit = True
+
     def _fold(self, event: Event) -> list[Command]:
         # attribute reads kept in locals: this runs once per journaled event on every replay
         seq = event.seq
@@ -156,14 +165,12 @@ class SyncState:
         if seq > self.last_seq:
             self.last_seq = seq
         asset = event.hash
-        if asset is not None and asset not in self._checked_ids:
+        if asset is not None and asset != self._last_checked_id:
             if len(asset) != ASSET_ID_LENGTH or asset.translate(NOT_HEX):
                 return []  # not an asset id (journaled before peer input was checked): nothing to act on
-            # a transfer's events name its asset several times in a row: remember the last ids checked
-            checked = self._checked_ids
-            checked[asset] = None
-            if len(checked) > CHECKED_IDS_KEPT:
-                checked.popitem(last=False)
+            # a transfer's events name its asset several times in a row: the check costs a replay more
+            # than any handler, so the last id that passed is not checked again
+            self._last_checked_id = asset
         return self._handlers[event.kind](event, peer_state)
 
     def apply_all(self, events: Iterable[Event]) -> list[Command]:
@@ -775,8 +782,16 @@ class SyncState:
         if size is not None:
             transfer.size = transfer.offset = int(size)
             transfer.offset_seq = event.seq
-        self._vouch(state, asset)  # marked before our store hears of it: no echo race
-        state.received_from.add(intern(asset))
+        # vouched for (as _vouch does, written out: this runs for every asset a replay meets) before our
+        # store hears of it: no echo race
+        asset = intern(asset)
+        state.unvouched.discard(asset)
+        if state.mirror_seq:
+            state.lacks.discard(asset)
+            state.extra.add(asset)
+        else:
+            state.known.add(asset)
+        state.received_from.add(asset)
         state.bytes_in += int(sent) if sent is not None else (transfer.size or 0)
         # the record is kept whether or not our store already has it, so the fold does not depend on order
         transfer.retry_ms = 0
@@ -834,10 +849,18 @@ class SyncState:
 
     def _asset_received(self, event: Event, state: PeerState | None) -> list[Command]:
         assert state is not None and event.hash is not None
-        asset = event.hash
-        self._became_local(asset, event.seq)
-        self._vouch(state, asset)
-        state.received_from.add(intern(asset))
+        asset = intern(event.hash)
+        seq = event.seq
+        self.local.note(asset, seq)  # _became_local and _vouch, written out: a replay meets every asset here
+        if seq > self._newest_local_seq:
+            self._newest_local_seq = seq
+        state.unvouched.discard(asset)
+        if state.mirror_seq:
+            state.lacks.discard(asset)
+            state.extra.add(asset)
+        else:
+            state.known.add(asset)
+        state.received_from.add(asset)
         transfer = state.incoming.get(asset)
         if transfer is not None:
             if transfer.status is TransferStatus.COMPLETED and transfer.meta is not None:
@@ -905,6 +928,7 @@ def _nothing(event: Event, state: PeerState | None) -> list[Command]:
 def fold(events: Iterable[Event], state: SyncState | None = None) -> SyncState:
     """Fold events into a (new) state without working out commands: what replay needs."""
     state = state if state is not None else SyncState()
-    for event in events:
-        state.replay(event)
+    with state.replaying() as fold_one:
+        for event in events:
+            fold_one(event)
     return state

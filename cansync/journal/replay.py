@@ -50,7 +50,8 @@ async def rebuild_state(journal: Journal, *, use_snapshot: bool = True) -> tuple
                 log.warning("%s: not using the snapshot (%s); folding every event instead", journal.path, exc)
                 state, last_seq = SyncState(), 0
         # read, decode and fold in one worker thread: no event-loop hop per event (Journal.replay_into)
-        last_seq = await journal.replay_into(state.replay, after_seq=last_seq)
+        with state.replaying() as fold_one:
+            last_seq = await journal.replay_into(fold_one, after_seq=last_seq)
     return state, last_seq
 
 
