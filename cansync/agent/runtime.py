@@ -50,6 +50,7 @@ from cansync.core.links import Link, keep_new_link
 from cansync.core.machine import SyncState
 from cansync.core.peer_state import LinkStatus
 from cansync.core.reconcile import DigestSet
+from cansync.core.recovery import CutOffTransfer, cut_off_transfers, receipt_after_restart
 from cansync.discovery.lan import LanDiscovery
 from cansync.journal.recorder import Journal, wall_ms
 from cansync.net.address import EndpointAddress
@@ -175,6 +176,7 @@ class Agent:
                 can = env.store
             else:
                 can = await _reach_store(config, resources)
+            await _settle_cut_off_transfers(ledger, staging, can)
             key = await asyncio.to_thread(HandshakeKey.derive, passphrase)
             endpoint = await env.bind(identity.secret_key, config)
             resources.push_async_callback(endpoint.close)
@@ -524,6 +526,35 @@ async def _reach_store(config: Config, resources: AsyncExitStack) -> CanClient:
     except CanServiceError as exc:
         log.warning("the local store does not answer yet (%s); the agent waits for it", exc)
     return can
+
+
+async def _settle_cut_off_transfers(ledger: Ledger, staging: StagingArea, can: StoreClient) -> None:
+    """A crash after our store took a streamed asset but before the journal said so: give the journal the
+    completion and the received-from-peer mark it missed, when the facts show the peer's bytes arrived
+    whole (core.recovery decides). A store that does not answer now leaves it for the next start."""
+    cut_off = cut_off_transfers(ledger.state)
+    if not cut_off:
+        return
+    try:
+        held = {meta.hash for meta in await can.metadata([cut.asset for cut in cut_off])}
+    except CanServiceError as exc:
+        log.debug("transfers cut off by the last stop are looked at next start: the store said %s", exc)
+        return
+    for cut in cut_off:
+        # only a staged copy whose asset our store holds is worth reading (it may be gigabytes)
+        size, digest = await asyncio.to_thread(staging.measure, cut.asset) if cut.asset in held else (0, None)
+
+        def receipt(
+            state: SyncState, cut: CutOffTransfer = cut, size: int = size, digest: str | None = digest
+        ) -> tuple[list[Event], bool]:
+            events = receipt_after_restart(
+                cut, state, staged_size=size, staged_digest=digest, store_holds=cut.asset in held
+            )
+            return events, bool(events)
+
+        if await ledger.decide(receipt):
+            await asyncio.to_thread(staging.discard, cut.asset)
+            log.info("recorded %s as received from %s: the last stop cut off its record", cut.asset[:12], cut.peer[:10])
 
 
 async def _close_stale_links(ledger: Ledger) -> None:

@@ -41,6 +41,19 @@ class StagingArea:
             with open(self.path(asset), "wb") as handle:
                 handle.write(content)
 
+    def measure(self, asset: str) -> tuple[int, str | None]:
+        """The staged copy's length and the digest of its bytes; (0, None) when there is none."""
+        hasher = new_content_hasher()
+        size = 0
+        try:
+            with open(self.path(asset), "rb") as handle:
+                while block := handle.read(READ_BLOCK):
+                    hasher.update(block)
+                    size += len(block)
+        except FileNotFoundError:
+            return 0, None
+        return size, hasher.hexdigest()
+
     def discard(self, asset: str) -> None:
         self.path(asset).unlink(missing_ok=True)
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from pathlib import Path
 
+from cansync.agent.staging import StagingArea
+from cansync.core.events import (
+    Direction,
+    Event,
+    PeerAuthenticated,
+    TransferCheckpointed,
+    TransferRequested,
+    TransferStarted,
+)
+from cansync.journal.recorder import Journal
 from cansync.net.tickets import read_ticket_file
 from tests.e2e.conftest import SYNC_KEY, Cluster
 from tests.helpers.assets import assert_files_match_names, asset_files, ingest, make_bytes, store_digests
@@ -274,3 +286,51 @@ def test_both_agents_killed_and_restarted_on_new_ports_meet_again_and_sync(clust
     for node in (a, b):
         sql = "SELECT count(*) FROM events WHERE kind='peer_authenticated' AND seq>?"
         assert journal_rows(node.home, sql, before[node.name])[0][0] >= 1
+
+
+def test_a_restart_records_who_sent_an_asset_whose_record_a_kill_9_cut_off(cluster: Cluster):
+    """The window of a kill -9 that the resume test cannot aim at: our store took a streamed asset, but
+    the agent died before journaling its completion. Built here as that crash leaves it (the journal up
+    to a checkpoint, the staged copy, the store's copy); the restarted agent records the receipt, and
+    leaves alone an asset whose staged copy does not show the peer's bytes arrived whole."""
+    b = cluster.add("b")
+    sender = "ab" * 32
+    whole, short = make_bytes(11, 3 * MiB), make_bytes(12, 3 * MiB)
+    whole_id, short_id = ingest(b.api, whole, "whole.bin"), ingest(b.api, short, "short.bin")
+    data_dir = b.home / "data"
+
+    async def crashed_journal() -> None:
+        journal = await Journal.open(data_dir / "journal.db")
+        try:
+            await journal.append([Event.of(PeerAuthenticated(), peer=sender)])
+            for asset, size in ((whole_id, len(whole)), (short_id, len(short))):
+                await journal.append(
+                    [
+                        Event.of(TransferRequested(Direction.IN, 0), peer=sender, hash=asset),
+                        Event.of(TransferStarted(Direction.IN, 0, size), peer=sender, hash=asset),
+                        Event.of(TransferCheckpointed(Direction.IN, size - MiB), peer=sender, hash=asset),
+                    ]
+                )
+        finally:
+            await journal.close()
+
+    data_dir.mkdir(parents=True)
+    asyncio.run(crashed_journal())
+    staging = StagingArea(data_dir / "staging")
+    staging.write_whole([(whole_id, whole), (short_id, short[: 2 * MiB])])
+
+    b.start_agent()
+    assert wait_until(lambda: _kinds(b.home, short_id) >= {"local_asset_seen"}, timeout=30)
+    assert _kinds(b.home, whole_id) >= {"transfer_completed", "asset_received"}
+    [(completed,)] = journal_rows(
+        b.home, "SELECT data FROM events WHERE kind='transfer_completed' AND hash=? AND peer=?", whole_id, sender
+    )
+    assert json.loads(completed)["verified"] is True and json.loads(completed)["stored"] is True
+    assert not staging.path(whole_id).exists()
+    assert "asset_received" not in _kinds(b.home, short_id)  # the staged copy was short: no receipt claimed
+    inspected = b.agent.cli("journal", "inspect", "--hash", whole_id[:12]).stdout  # type: ignore[union-attr]
+    assert "asset_received" in inspected and sender[:12] in inspected
+
+
+def _kinds(home: Path, asset: str) -> set[str]:
+    return {kind for (kind,) in journal_rows(home, "SELECT kind FROM events WHERE hash=?", asset)}
