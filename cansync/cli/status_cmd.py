@@ -9,17 +9,18 @@ the few largest transfers in flight, one line per peer, never one line per queue
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import socket
 import sys
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cansync.cli.config_args import add_config_arguments, config_from_args
 from cansync.config import Config
+
+if TYPE_CHECKING:
+    from cansync.core.machine import SyncState
 
 API_TIMEOUT = 2.0  # a local request: an agent that takes longer is stuck, and the journal still answers
 LARGEST_SHOWN = 5
@@ -45,7 +46,7 @@ def status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        summary = asyncio.run(_from_journal(config))
+        summary = _from_journal(config)
         source = f"agent not running ({source}): from the journal {config.journal_path}"
     if args.json:
         print(json.dumps({"source": source, **summary}, indent=2))
@@ -69,6 +70,11 @@ def ask_running_agent(config: Config) -> tuple[dict[str, Any] | None, str]:
     if not config.web_enabled:
         return None, "web_addr is off, so it cannot be asked"
     url = api_url(config.web_addr)
+    if not _listening(url):
+        return None, f"nothing answers at {url}: connection refused"
+    import urllib.error  # here: a status read from the journal (no agent) skips their 15 ms of imports
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if config.web_token:
         request.add_header("Authorization", f"Bearer {config.web_token}")
@@ -90,6 +96,17 @@ def ask_running_agent(config: Config) -> tuple[dict[str, Any] | None, str]:
     return answer, f"the running agent at {url.removesuffix('/api/status')}"
 
 
+def _listening(url: str) -> bool:
+    """Whether something accepts connections where `url` points (a loopback probe, far cheaper than HTTP)."""
+    host_port = url.removeprefix("http://").split("/", 1)[0]
+    host, _sep, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=API_TIMEOUT):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _our_endpoint_id(data_dir: Path) -> str | None:
     """This data_dir's endpoint id, from the ticket.json the agent writes at start (None if unknown)."""
     try:
@@ -100,18 +117,32 @@ def _our_endpoint_id(data_dir: Path) -> str | None:
     return endpoint_id if isinstance(endpoint_id, str) else None
 
 
-async def _from_journal(config: Config) -> dict[str, Any]:
-    from cansync.journal.recorder import Journal
-    from cansync.journal.replay import rebuild_state
+def _from_journal(config: Config) -> dict[str, Any]:
+    from cansync.journal.read_only import rebuild_without_writing
     from cansync.web.state_status import status_from_state
 
-    journal = await Journal.open(config.journal_path)
-    try:
-        state, _ = await rebuild_state(journal)
-    finally:
-        await journal.close()
+    rebuilt = rebuild_without_writing(config.journal_path)
+    state = rebuilt[0] if rebuilt is not None else _rebuild_after_upgrade(config)
     store_url = config.can_service_url or f"http://127.0.0.1:{config.store_port}"
     return status_from_state(state, endpoint_id=_our_endpoint_id(config.data_dir) or "", store_url=store_url)
+
+
+def _rebuild_after_upgrade(config: Config) -> SyncState:
+    """A journal an older cansync wrote: Journal.open upgrades its schema first (the slow path)."""
+    import asyncio
+
+    from cansync.journal.recorder import Journal
+    from cansync.journal.replay import rebuild_state
+
+    async def rebuild() -> SyncState:
+        journal = await Journal.open(config.journal_path)
+        try:
+            state, _ = await rebuild_state(journal)
+        finally:
+            await journal.close()
+        return state
+
+    return asyncio.run(rebuild())
 
 
 # -- the summary -----------------------------------------------------------------------------------

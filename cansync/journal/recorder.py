@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import threading
 import time
@@ -30,6 +29,7 @@ from cansync.journal.chain import GENESIS_DIGEST, ChainReport, canonical_json, e
 from cansync.journal.codec import RowDecodeError, build_event, decode_row
 from cansync.journal.database import BEGIN_MODE_OPTION, create_journal_engine, head_revision, upgrade_to_head
 from cansync.journal.errors import JournalError, SnapshotMismatch
+from cansync.journal.read_only import NEWEST_SNAPSHOT, snapshot_from_row
 from cansync.journal.scan import SCAN_BATCH, fold_events
 from cansync.journal.sqlite_file import preflight
 
@@ -451,34 +451,9 @@ class Journal:
 
     async def load_snapshot(self) -> tuple[int, dict[str, Any]] | None:
         """The newest snapshot as (seq, state), or None. Refuses one that no longer matches the chain."""
-        ev, snap = schema.events.c, schema.snapshots.c
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(snap.seq, snap.digest, snap.state, ev.digest)
-                    .select_from(schema.snapshots.outerjoin(schema.events, ev.seq == snap.seq))
-                    .order_by(snap.seq.desc())
-                    .limit(1)
-                )
-            ).first()
-        if row is None:
-            return None
-        seq, snap_digest, state_json, event_digest_hex = row
-        expected = GENESIS_DIGEST if seq == 0 else event_digest_hex
-        if snap_digest != expected:
-            raise SnapshotMismatch(
-                f"{self.path}: the snapshot at seq {seq} does not match event {seq} in the chain (the "
-                "journal changed after it was taken); rebuild with `cansync journal replay --no-snapshot`"
-            )
-        try:
-            # the stdlib, not codec.load_json: on a text this size (75 MB at 1M events) the copies its
-            # orjson check makes cost more time and memory than orjson saves
-            state = json.loads(state_json)
-        except ValueError as exc:
-            raise JournalError(f"{self.path}: the snapshot at seq {seq} is not valid JSON: {exc}") from exc
-        if not isinstance(state, dict):
-            raise JournalError(f"{self.path}: the snapshot at seq {seq} is not a JSON object")
-        return seq, state
+            row = (await conn.exec_driver_sql(NEWEST_SNAPSHOT)).first()
+        return snapshot_from_row(self.path, None if row is None else tuple(row))
 
     # -- verifying -----------------------------------------------------------------------------
 

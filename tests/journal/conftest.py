@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
+from alembic import command
 from cansync.core.events import Event, EventKind
+from cansync.journal.chain import GENESIS_DIGEST, canonical_json, event_digest
+from cansync.journal.database import alembic_config, install_sqlite_behaviour
 from cansync.journal.recorder import Journal
 
 
@@ -50,3 +55,27 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
         yield opened
     finally:
         await opened.close()
+
+
+def make_0001_journal(path: Path, events: int) -> list[str]:
+    """A journal as revision 0001 left it, holding `events` chained events; returns their digests."""
+    engine = create_engine(f"sqlite:///{path}")
+    install_sqlite_behaviour(engine)
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001_events")
+        conn.commit()
+    engine.dispose()
+    digests, prev = [], bytes.fromhex(GENESIS_DIGEST)
+    with sqlite3.connect(path) as conn:
+        for seq in range(1, events + 1):
+            data = canonical_json({"via": "ticket", "n": seq})
+            digest = event_digest(prev, seq, 1000 + seq, "peer_discovered", peer_id(seq), None, data)
+            conn.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, 1000 + seq, "peer_discovered", peer_id(seq), None, data, prev.hex(), digest.hex()),
+            )
+            digests.append(digest.hex())
+            prev = digest
+    return digests

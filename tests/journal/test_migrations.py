@@ -10,14 +10,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
 
-from alembic import command
 from cansync.core.events import Event, EventKind
 from cansync.journal import schema
-from cansync.journal.chain import GENESIS_DIGEST, canonical_json, event_digest
-from cansync.journal.database import alembic_config, head_revision, install_sqlite_behaviour
+from cansync.journal.database import head_revision
 from cansync.journal.recorder import Journal
 
-from .conftest import peer_id
+from .conftest import make_0001_journal, peer_id
 
 MIGRATIONS_INI = Path(__file__).resolve().parents[2] / "migrations.ini"  # the checkout's, for the command line
 
@@ -57,33 +55,9 @@ async def test_the_code_tables_match_what_the_migrations_make(tmp_path: Path) ->
         engine.dispose()
 
 
-def _make_0001_journal(path: Path, events: int) -> list[str]:
-    """A journal as revision 0001 left it, holding `events` chained events; returns their digests."""
-    engine = create_engine(f"sqlite:///{path}")
-    install_sqlite_behaviour(engine)
-    cfg = alembic_config()
-    with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001_events")
-        conn.commit()
-    engine.dispose()
-    digests, prev = [], bytes.fromhex(GENESIS_DIGEST)
-    with sqlite3.connect(path) as conn:
-        for seq in range(1, events + 1):
-            data = canonical_json({"via": "ticket", "n": seq})
-            digest = event_digest(prev, seq, 1000 + seq, "peer_discovered", peer_id(seq), None, data)
-            conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, 1000 + seq, "peer_discovered", peer_id(seq), None, data, prev.hex(), digest.hex()),
-            )
-            digests.append(digest.hex())
-            prev = digest
-    return digests
-
-
 async def test_an_older_journal_holding_events_is_upgraded_and_keeps_them(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    digests = _make_0001_journal(path, events=25)
+    digests = make_0001_journal(path, events=25)
     tables, _, version = _tables_and_indexes(path)
     assert version == "0001_events" and "snapshots" not in tables
 

@@ -12,11 +12,12 @@ import pytest
 
 from cansync.core.events import Event, EventKind
 from cansync.core.machine import SyncState, fold
+from cansync.journal.read_only import rebuild_without_writing
 from cansync.journal.recorder import Journal, JournalError
 from cansync.journal.replay import rebuild_state, write_snapshot
 from cansync.journal.scan import ScanCancelled, fold_events
 
-from .conftest import asset_hash, peer_id, session_events
+from .conftest import asset_hash, make_0001_journal, peer_id, session_events
 
 
 async def _fill(journal: Journal, peers: range) -> list[Event]:
@@ -161,3 +162,38 @@ async def test_rebuild_leaves_the_garbage_collector_as_it_found_it(journal: Jour
 async def test_reading_no_kinds_reads_nothing(journal: Journal) -> None:
     await _fill(journal, range(1))
     assert [e async for e in journal.read(kinds=[])] == []
+
+
+# -- the same rebuild without writing (cansync status with no agent) ---------------------------------
+
+
+async def test_the_read_only_rebuild_matches_rebuild_state_with_and_without_a_snapshot(journal: Journal) -> None:
+    first = await _fill(journal, range(4))
+    assert rebuild_without_writing(journal.path) == await rebuild_state(journal)  # no snapshot yet
+    marked = fold(first)
+    marked.local["f" * 64] = 0  # only a rebuild that used the snapshot shows this
+    await write_snapshot(journal, marked, first[-1].seq)
+    await _fill(journal, range(4, 9))
+    read_only = rebuild_without_writing(journal.path)
+    assert read_only is not None and read_only == await rebuild_state(journal)
+    assert "f" * 64 in read_only[0].local
+
+
+async def test_the_read_only_rebuild_passes_over_a_snapshot_off_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = await Journal.open(path)
+    written = await _fill(journal, range(3))
+    await write_snapshot(journal, fold(written[:10]), 10)
+    await journal.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE events SET digest = ? WHERE seq = 10", ("ab" * 32,))
+    conn.close()
+    assert rebuild_without_writing(path) == (fold(written), written[-1].seq)
+
+
+def test_the_read_only_rebuild_leaves_an_older_schema_to_journal_open(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    make_0001_journal(path, 3)
+    before = path.read_bytes()
+    assert rebuild_without_writing(path) is None
+    assert path.read_bytes() == before
