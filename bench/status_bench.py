@@ -97,7 +97,9 @@ async def snapshot_at(path: Path, seq: int) -> None:
 
 
 async def timed_process(*args: str) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANSYNC_")}
+    # bytecode as an installed cansync has it (pip compiles it at install): an environment that turns it
+    # off would time the compiler, not the command
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANSYNC_") and k != "PYTHONDONTWRITEBYTECODE"}
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
@@ -168,10 +170,16 @@ def main() -> int:
         ("in the agent: status() + JSON", "agent_status_and_json_ms"),
         ("in process: rebuild_state from a fresh snapshot", "rebuild_fresh_snapshot_in_process_ms"),
     ]
-    print(f"{events} journal events, median of {runs} runs")
+    print(f"{events} journal events, median of {runs} runs (load average {os.getloadavg()[0]:.2f})")
     for label, key in rows:
         print(f"  {label:<58} {results[key]:8.1f} ms")
-    print(f"  aim: under 200 ms -> agent running: {'met' if results['api_ms'] < 200 else 'NOT met'}")
+    verdicts = {
+        "agent running": results["api_ms"],
+        "no agent, fresh snapshot": results["journal_fresh_snapshot_ms"],
+        f"no agent, snapshot {OLD_SNAPSHOT_TAIL} events back": results["journal_old_snapshot_ms"],
+    }
+    for case, ms in verdicts.items():
+        print(f"  aim under 200 ms, {case}: {ms:.1f} ms, ratio {ms / 200:.2f} -> {'met' if ms < 200 else 'NOT met'}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -180,6 +188,7 @@ def main() -> int:
                 "events": events,
                 "runs": runs,
                 "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "aim_ms": 200,
                 "results_ms": {k: round(v, 1) if isinstance(v, float) else v for k, v in results.items()},
             },
