@@ -164,7 +164,7 @@ def main() -> int:
     print_table(
         f"RSS while one {size / GiB:.2f} GiB asset syncs A -> B ({size // MiB} MiB; MB = 10^6 B; "
         f"{'synced in' if all(r['converged'] for r in runs) else 'NOT synced; sampled for'} "
-        f"{median([r['sync_seconds_incl_agent_start'] for r in runs])} s, load1 {runs[0]['load_avg'][0]})",
+        f"{median([r['sync_seconds_incl_agent_start'] for r in runs]):.1f} s, load1 {runs[0]['load_avg'][0]})",
         ["process", "peak MB", "median MB"],
         rows,
     )

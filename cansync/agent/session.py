@@ -65,7 +65,11 @@ from cansync.wire.peer_messages import (
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
+"""Content bytes per CHUNK frame we send. 1 MiB rather than 4: every chunk is alive in several places at
+once (read from the store, in the frame, staged, fed to the live push), and at 4 MiB that held a 4 GiB
+sync's agents at 138-152 MB against 124-136 at 1 MiB, for the same ratio to raw iroh (bench/memory_bench.py,
+bench/sync_bench.py). A receiver still takes chunks of up to 4 MiB (frames.DEFAULT_CHUNK_CAP)."""
 TICK_SECS = 1.0
 STORE_RETRY_SECS = 2.0
 TRANSFER_READ_TIMEOUT = 30.0
