@@ -413,6 +413,7 @@ class PeerSession:
                     del pending[item.hash]
                     done = self.protocol.send_finished(job, size, sent)
                     if size > SMALL_ASSET_BYTES:
+                        await writer.flush()  # its end leaves now, not with the next asset's frames
                         await self.ledger.record(*done)
                     else:
                         finished += done

@@ -82,8 +82,10 @@ class PeerConnection:
     def _reader(self, recv: transport.RecvStream, label: str) -> FrameReader:
         return FrameReader(recv, label=label, counter=self.traffic, limits=self.limits, limiter=self.recv_limiter)
 
-    def _writer(self, send: transport.SendStream, label: str) -> FrameWriter:
-        return FrameWriter(send, label=label, counter=self.traffic, limits=self.limits, limiter=self.send_limiter)
+    def _writer(self, send: transport.SendStream, label: str, *, coalesce: bool = False) -> FrameWriter:
+        return FrameWriter(
+            send, label=label, counter=self.traffic, limits=self.limits, limiter=self.send_limiter, coalesce=coalesce
+        )
 
     async def _await(self, call: Awaitable[T], timeout: float | None, what: str) -> T:
         try:
@@ -107,7 +109,9 @@ class PeerConnection:
     async def open_transfer(self, timeout: float = 10.0) -> FrameWriter:
         """A new uni-stream for one asset (blocks while the peer's stream limit is reached)."""
         send: transport.SendStream = await self._await(self._conn.open_uni(), timeout, "opening a transfer stream")
-        return self._writer(send, self._label("transfer"))
+        # a transfer stream's frames may wait to leave together: its assets are journaled as sent only
+        # once the stream has finished, and the session flushes after each large one
+        return self._writer(send, self._label("transfer"), coalesce=True)
 
     async def accept_transfer(self, timeout: float | None = None) -> FrameReader | None:
         """The next transfer stream the peer opened, or None once the connection is closed."""

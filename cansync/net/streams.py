@@ -44,6 +44,12 @@ DEFAULT_WRITE_TIMEOUT = 60.0
 READ_SLICE = 4 * 1024 * 1024
 # Payloads above this go out in a second write_all instead of being copied behind the header.
 COALESCE_LIMIT = 64 * 1024
+# A reader asks the stream for up to this much at a time, and hands frames out of what it got: a stream of
+# small assets then costs one FFI read per few dozen frames instead of two per frame.
+READ_AHEAD = 256 * 1024
+# A coalescing writer holds small frames until this much is waiting (or a large payload, a flush or the
+# stream's end comes): one FFI write for the frames of many small assets.
+HOLD_LIMIT = 64 * 1024
 # Under a bandwidth limit, payloads move in slices of this size: a 4 MiB chunk as one burst every few
 # seconds would hold the rate only on average, and starve the other streams meanwhile.
 LIMITED_SLICE = 128 * 1024
@@ -87,6 +93,10 @@ class FrameReader:
         self.limiter = limiter
         self._broken: Exception | None = None
         self.ended = False
+        # bytes read ahead of the frame being parsed (none under a bandwidth limit, which must account
+        # every byte when it is read): the next frame starts at _ahead[_at]
+        self._ahead = b""
+        self._at = 0
 
     async def _read(self, n: int, timeout: float, what: str, exact: bool) -> bytes:
         call = self._recv.read_exact(n) if exact else self._recv.read(n)
@@ -107,14 +117,14 @@ class FrameReader:
         if self.ended:
             return None
         wait = self.timeout if timeout is None else timeout
-        header = await self._read(HEADER_SIZE, wait, "waiting for a frame header", exact=False)
-        if not header:
-            self.ended = True
-            return None
-        if len(header) < HEADER_SIZE:
-            header += await self._read(
-                HEADER_SIZE - len(header), wait, "reading the rest of a frame header", exact=True
-            )
+        if self._at == len(self._ahead):
+            size = HEADER_SIZE if self.limiter is not None else READ_AHEAD
+            first = await self._read(size, wait, "waiting for a frame header", exact=False)
+            if not first:
+                self.ended = True
+                return None
+            self._ahead, self._at = first, 0
+        header = await self._take(HEADER_SIZE, wait, "reading the rest of a frame header")
         try:
             ftype, length = decode_header(header, self.limits)
         except FrameError as exc:
@@ -129,10 +139,42 @@ class FrameReader:
             self.counter.chunk_bytes_received += length
         return ftype, payload
 
+    async def _take(self, n: int, timeout: float, what: str) -> bytes:
+        """The next n bytes of the stream: first what was read ahead, then small reads ahead (or, for
+        the rest of a large payload, exact reads of just that)."""
+        start, end = self._at, self._at + n
+        if end <= len(self._ahead):
+            self._at = end
+            return self._ahead[start:end]
+        parts = [self._ahead[start:]]
+        missing = end - len(self._ahead)
+        self._ahead, self._at = b"", 0
+        if self.limiter is not None or missing > READ_AHEAD:
+            parts.append(await self._read_exactly(missing, timeout, what))
+            return b"".join(parts)
+        while missing:
+            data = await self._read(READ_AHEAD, timeout, what, exact=False)
+            if not data:
+                self._broken = StreamClosed(f"{self.label}: stream ended while {what}")
+                raise self._broken
+            if len(data) > missing:
+                parts.append(data[:missing])
+                self._ahead, self._at = data, missing
+                break
+            parts.append(data)
+            missing -= len(data)
+        return b"".join(parts)
+
     async def _read_payload(self, ftype: FrameType, length: int, timeout: float) -> bytes:
         if length == 0:
             return b""
         what = f"reading a {ftype.name} payload of {length} bytes"
+        if self.limiter is None:
+            return await self._take(length, timeout, what)
+        return await self._read_exactly(length, timeout, what)
+
+    async def _read_exactly(self, length: int, timeout: float, what: str) -> bytes:
+        """`length` bytes straight from the stream (nothing read ahead), in slices under a limiter."""
         limiter = self.limiter
         if limiter is None and length <= READ_SLICE:
             return await self._read(length, timeout, what, exact=True)
@@ -205,6 +247,7 @@ class FrameWriter:
         limits: FrameLimits = DEFAULT_LIMITS,
         timeout: float = DEFAULT_WRITE_TIMEOUT,
         limiter: BandwidthLimiter | None = None,
+        coalesce: bool = False,
     ) -> None:
         self._send = send
         self.label = label
@@ -214,6 +257,10 @@ class FrameWriter:
         self.limiter = limiter
         self.finished = False
         self._broken: Exception | None = None
+        # coalesce: small frames wait in _held (see HOLD_LIMIT) until flush(), finish(), a large payload
+        # or HOLD_LIMIT; for streams whose frames need not leave one by one (never a control stream)
+        self._coalesce = coalesce and limiter is None
+        self._held = bytearray()
 
     async def _write_all(self, data: bytes, timeout: float, what: str) -> None:
         try:
@@ -239,9 +286,18 @@ class FrameWriter:
         what = f"sending a {FrameType(ftype).name} frame of {length} bytes"
         if self.limiter is not None:
             await self._write_limited(self.limiter, header, payload, wait, what)
+        elif self._coalesce and length <= COALESCE_LIMIT:
+            self._held += header
+            self._held += payload
+            if len(self._held) >= HOLD_LIMIT:
+                await self.flush(wait)
         elif length <= COALESCE_LIMIT:
             await self._write_all(header + bytes(payload), wait, what)
         else:
+            if self._held:
+                self._held += header
+                header = bytes(self._held)
+                self._held.clear()
             await self._write_all(header, wait, what)
             await self._write_all(payload, wait, what)
         self.counter.bytes_sent += HEADER_SIZE + length
@@ -268,10 +324,21 @@ class FrameWriter:
     async def write_chunk(self, data: bytes, timeout: float | None = None) -> None:
         await self.write_frame(FrameType.CHUNK, data, timeout)
 
+    async def flush(self, timeout: float | None = None) -> None:
+        """Send the small frames a coalescing writer holds."""
+        if self._held:
+            held = bytes(self._held)
+            self._held.clear()
+            await self._write_all(
+                held, self.timeout if timeout is None else timeout, f"sending {len(held)} bytes of frames"
+            )
+
     async def finish(self) -> None:
-        """End the stream cleanly: the peer's reader sees None after the last frame."""
+        """End the stream cleanly (sending what is held first): the peer's reader sees None after the
+        last frame."""
         if self.finished:
             return
+        await self.flush()
         self.finished = True
         try:
             await wait_for(self._send.finish(), self.timeout)
@@ -283,6 +350,7 @@ class FrameWriter:
     async def reset(self, code: int = STOP_CANCELLED) -> None:
         """Abandon the stream: unsent data is dropped and the peer's reader fails."""
         self.finished = True
+        self._held.clear()
         with contextlib.suppress(*LINK_ERRORS, TimeoutError):
             await wait_for(self._send.reset(code), 2.0)
 

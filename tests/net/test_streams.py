@@ -104,6 +104,7 @@ async def test_peer_silent_between_frames_raises_peer_timeout(
     sender, receiver = connection
     writer = await sender.open_transfer()
     await writer.write_message(peer_pb2.Goodbye(reason="one"))
+    await writer.flush()  # a transfer writer holds small frames until asked (or until it has enough)
     reader = await next_reader(receiver)
     assert await reader.expect(FrameType.GOODBYE, timeout=5) == peer_pb2.Goodbye(reason="one")
     with pytest.raises(PeerTimeout, match="frame header"):
@@ -135,6 +136,7 @@ async def test_writer_times_out_when_the_peer_stops_reading(
     sender, receiver = connection
     writer = await sender.open_transfer()
     await writer.write_chunk(b"\0" * 1024)
+    await writer.flush()
     reader = await next_reader(receiver)  # accepted, but never read: flow control fills up
     with pytest.raises(PeerTimeout, match="peer accepted nothing"):
         for _ in range(256):  # far more than any receive window
@@ -144,3 +146,30 @@ async def test_writer_times_out_when_the_peer_stops_reading(
     with pytest.raises(StreamClosed, match="stream ended"):
         while await reader.read_frame(timeout=5) is not None:  # the reader sees the reset, not garbage
             pass
+
+
+async def test_a_transfer_writer_sends_small_frames_together_and_a_reader_splits_them_apart(
+    connection: tuple[PeerConnection, PeerConnection],
+) -> None:
+    """Small frames leave together (one write) and are read ahead together (one read), yet every frame
+    arrives whole and in order, around large payloads and across the read-ahead's edges."""
+    sender, receiver = connection
+    writer = await sender.open_transfer()
+    sizes = [0, 1, 700, 5000, 65536, 3 * 1024 * 1024, 17, 300_000, 9, 250_000, 1]
+    payloads = [bytes([n % 251]) * size for n, size in enumerate(sizes * 20)]
+
+    async def send() -> None:
+        for payload in payloads:
+            await writer.write_chunk(payload)
+        await writer.finish()
+
+    async def receive() -> list[bytes]:
+        reader = await next_reader(receiver)
+        got = []
+        while (frame := await reader.read_frame(timeout=10)) is not None:
+            got.append(frame[1])
+        return got
+
+    _, got = await asyncio.gather(send(), receive())
+    assert got == payloads
+    assert writer.counter.frames_sent == len(payloads) == len(got)

@@ -306,6 +306,7 @@ async def test_a_stopped_frame_reader_fails_the_frame_writer(net: Transport) -> 
     outgoing, incoming = await net.pair()
     writer = await outgoing.open_transfer()
     await writer.write_chunk(b"first")
+    await writer.flush()  # a transfer writer holds small frames until asked
     reader = await incoming.accept_transfer(timeout=WAIT)
     assert reader is not None
     await reader.stop()

@@ -75,7 +75,7 @@ BROKEN_RULES: dict[str, BrokenRule] = {
     rule.check: rule
     for rule in (
         BrokenRule("union", 1, "the machine plans no request", _request_nothing),
-        BrokenRule("received_once", 5, "an asset in flight is asked of every holder", _ask_every_holder, small=False),
+        BrokenRule("received_once", 60, "an asset in flight is asked of every holder", _ask_every_holder, small=False),
         BrokenRule("never_echoed", 44, "answers tell of assets before the journal knows them", _tell_before_journaling),
         BrokenRule("fair_blame", 6, "a cut link or a peer's own trouble is charged to it", _blame_the_link_on_the_peer),
         BrokenRule("journal_verifies", 1, "asset_received events get a wrong chain digest", _chain_a_wrong_digest),
