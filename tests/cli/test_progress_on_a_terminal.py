@@ -20,7 +20,7 @@ LAUNCH = "import sys; from cansync.cli import main; sys.exit(main())"
 
 def run_for(args: list[str], seconds: float, *, terminal: bool, until: Callable[[str], bool] | None = None) -> str:
     """Run a command for a while with stderr on a pseudo-terminal (or a pipe); what it wrote there. With
-    `until`, stop as soon as what it wrote satisfies it."""
+    `until`, stop as soon as what it wrote satisfies it (asked after each read, and at least every 0.2 s)."""
     if terminal:
         leader, follower = pty.openpty()
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
@@ -43,8 +43,8 @@ def run_for(args: list[str], seconds: float, *, terminal: bool, until: Callable[
                 if not data:
                     break
                 chunks.append(data)
-                if until is not None and until(b"".join(chunks).decode(errors="replace")):
-                    break
+            if until is not None and until(b"".join(chunks).decode(errors="replace")):
+                break
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(20)
@@ -53,10 +53,24 @@ def run_for(args: list[str], seconds: float, *, terminal: bool, until: Callable[
     return b"".join(chunks).decode(errors="replace")
 
 
+def seconds_after(marker: str, seconds: float) -> Callable[[str], bool]:
+    """An `until` for run_for: true once `seconds` have passed since `marker` was first written."""
+    seen_at: list[float] = []
+
+    def until(text: str) -> bool:
+        if not seen_at and marker in text:
+            seen_at.append(time.monotonic())
+        return bool(seen_at) and time.monotonic() - seen_at[0] >= seconds
+
+    return until
+
+
 def test_progress_bars_on_a_terminal_and_none_in_a_pipe(tmp_path: Path):
     config = write_agent_config(tmp_path, sync_passphrase="progress", store_port=free_port())
     args = [sys.executable, "-c", LAUNCH, "run", "-c", str(config)]
     shown = run_for(args, 8, terminal=True, until=lambda t: "received" in t and "sent" in t and "MiB/s" in t)
     assert "received" in shown and "sent" in shown and "MiB/s" in shown, shown[-2000:]
-    piped = run_for(args, 6, terminal=False)
+    # on a terminal the bars come with the agent's "started" line (~0.1 s after it, then every second):
+    # in a pipe, none in the 2 s after that line
+    piped = run_for(args, 8, terminal=False, until=seconds_after("started", 2.0))
     assert "MiB/s" not in piped and "started" in piped, piped[-2000:]

@@ -137,7 +137,13 @@ def test_the_local_store_going_down_and_back_loses_nothing(cluster: Cluster):
     port = b.store.port
     b.store.stop()
     second = {ingest(a.api, make_bytes(200 + i, 256 * KiB), f"s{i}.bin") for i in range(5)}
-    time.sleep(3)  # the agent tries, fails, says so
+
+    def tried_failed_and_said_so() -> bool:
+        rows = journal_rows(b.home, "SELECT hash FROM events WHERE kind='transfer_completed'")
+        arrived = {h for (h,) in rows}  # every byte came from a, verified, and waits for b's store
+        return second <= arrived and f"store http://127.0.0.1:{port} unreachable" in b.agent.log_text()  # type: ignore[union-attr]
+
+    assert wait_until(tried_failed_and_said_so, timeout=30), "b never received the assets, or never said why"
     assert b.agent.is_running()  # type: ignore[union-attr]
     b.store = start_store_process(b.store.root, port=port, sync_key=SYNC_KEY)
     assert wait_until(lambda: (first | second) <= set(store_digests(b.store.url, SYNC_KEY)), timeout=60), (

@@ -20,6 +20,7 @@ import pytest
 
 from cansync.config import DEFAULT_STORE_PORT
 from tests.e2e.conftest import PASSPHRASE, Cluster
+from tests.helpers import plain_http
 from tests.helpers.agent_process import AgentProcess, start_agent, write_agent_config
 from tests.helpers.assets import ingest, make_bytes
 from tests.helpers.journal_db import journal_rows
@@ -54,7 +55,7 @@ def embedded_store_of(agent: AgentProcess) -> psutil.Process:
 
 
 def listed_hashes() -> set[str]:
-    response = httpx.get(f"{API}/list", timeout=30)
+    response = plain_http.get(f"{API}/list", timeout=30)
     response.raise_for_status()
     return {record["hash"] for record in response.json()["data"]}
 
@@ -190,7 +191,7 @@ def test_kill_9_of_the_default_setup_mid_transfer_then_the_same_command_finishes
     cluster: Cluster, agents: list[AgentProcess]
 ) -> None:
     sender = cluster.add("sender")
-    size = 192 * MiB
+    size = 96 * MiB  # the kill comes after 4 checkpoints (one per chunk of 1 MiB): ~90 MiB are still to come
     asset = ingest(sender.api, make_bytes(11, size), "big.bin")
     home = cluster.base / "receiver"
     write_embedded_config(home)

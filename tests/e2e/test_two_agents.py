@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from cansync.agent.session import CHUNK_BYTES
 from cansync.agent.staging import StagingArea
 from cansync.core.events import (
     Direction,
@@ -121,7 +122,7 @@ def _authenticated(home: Path) -> set[str]:
 
 def test_kill_9_mid_transfer_resumes_from_the_last_checkpoint(cluster: Cluster):
     a, b = cluster.add("a"), cluster.add("b")
-    size = 256 * MiB
+    size = 40 * CHUNK_BYTES + 88 * MiB  # a checkpoint per chunk: 40 of them before the kill, 88 MiB after it
     asset = ingest(a.api, make_bytes(7, size), "big.bin")
     b.start_agent()
     a.start_agent(connect_ticket_file=b.home / "ticket.json")

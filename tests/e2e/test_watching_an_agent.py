@@ -3,16 +3,17 @@ sync, /metrics, pausing a peer from the command line, a quiet log, and a wrong k
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 import urllib.request
 from pathlib import Path
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import SYNC_KEY, Cluster
+from tests.helpers import plain_http
 from tests.helpers.agent_process import AgentStartError
 from tests.helpers.assets import ingest, make_bytes, store_digests
 from tests.helpers.browser import launch_browser
@@ -37,11 +38,13 @@ async def test_the_dashboard_shows_two_peers_and_a_transfer_during_a_sync_and_fi
     url = f"http://{web}"
     a.start_agent(web_addr=web)
     small = ingest(c.api, make_bytes(3, 20 * KiB), "small.bin")
-    big = ingest(b.api, make_bytes(4, 24 * MiB), "big.bin")
+    big = ingest(b.api, make_bytes(4, 8 * MiB), "big.bin")
     c.start_agent(connect_ticket_file=a.home / "ticket.json")
-    b.start_agent(connect_ticket_file=a.home / "ticket.json", max_send_kbps=2048)  # ~12 s: seen in flight
     async with launch_browser(tmp_path / "chromium") as browser:
         page = await browser.open(url)
+        # b starts once the page is open, so its transfer need only outlast a few of the page's 1 s refreshes,
+        # not the browser's start as well: 8 MiB at this limit are in flight for ~7 s
+        await asyncio.to_thread(b.start_agent, connect_ticket_file=a.home / "ticket.json", max_send_kbps=2048)
         await page.wait_for(
             f"{ROWS.format(table='#peers')}.filter(r => r.innerText.includes('authenticated')).length === 2"
         )
@@ -72,7 +75,7 @@ def test_metrics_parse_and_count_what_moved(cluster: Cluster):
     peer = b.agent.endpoint_id
 
     def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = httpx.get(f"http://{web}/metrics", timeout=5).text
+        text = plain_http.get(f"http://{web}/metrics", timeout=5).text
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
@@ -100,7 +103,14 @@ def test_a_peer_paused_from_the_command_line_stops_syncing_until_resumed(cluster
     assert "paused" in out
     assert wait_until(lambda: status(f"http://{web}")["sessions"] == 0, timeout=10)
     held_back = ingest(b.api, make_bytes(21, 10 * KiB), "held.bin")
-    time.sleep(4)  # b keeps dialing; a refuses while paused
+
+    def dials_from_b() -> int:
+        rows = journal_rows(a.home, "SELECT data FROM events WHERE kind='peer_connected' AND peer=?", peer)
+        return sum(json.loads(data)["direction"] == "in" for (data,) in rows)
+
+    # b keeps dialing with held_back to offer (every ~0.5 s); a takes each connection and refuses it while paused
+    dials = dials_from_b()
+    assert wait_until(lambda: dials_from_b() >= dials + 3 or held_back in store_digests(a.store.url, SYNC_KEY), 30)
     assert held_back not in store_digests(a.store.url, SYNC_KEY)
     shown = {p["id"]: p for p in status(f"http://{web}")["peers"]}
     assert shown[peer]["paused"] is True

@@ -17,13 +17,14 @@ import httpx
 
 from tests.faults.mesh import Mesh, MeshNode
 from tests.faults.workload import Expectations, ExpectedMeta
+from tests.helpers import plain_http
 from tests.helpers.assets import file_sha256
 
 _ASSET_FILE = re.compile(r"^(\d+)_([0-9a-f]{64})")
 
 
 def store_records(node: MeshNode) -> list[dict[str, object]]:
-    response = httpx.get(f"{node.api}/list", params={"include_trashed": "true"}, timeout=30)
+    response = plain_http.get(f"{node.api}/list", params={"include_trashed": "true"}, timeout=30)
     response.raise_for_status()
     return list(response.json()["data"])
 
@@ -72,7 +73,7 @@ def wait_for_convergence(mesh: Mesh, expected: Expectations, timeout: float) -> 
         elapsed = time.monotonic() - started
         if not problems or elapsed > timeout:
             return problems, elapsed
-        time.sleep(0.25)
+        time.sleep(0.05)
 
 
 def file_problems(node: MeshNode, expected: Expectations) -> list[str]:

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,9 +180,9 @@ class Mesh:
         return next(n for n in self.nodes if n.name == name)
 
     def close(self) -> None:
-        for node in self.nodes:
-            if node.agent is not None:
-                node.agent.stop()
+        """Stop every agent at once (each may take seconds to end), then every store."""
+        with ThreadPoolExecutor(max(1, len(self.nodes))) as pool:
+            list(pool.map(lambda node: node.agent.stop() if node.agent is not None else None, self.nodes))
         for node in self.nodes:
             node.store.stop()
             node.link.close()

@@ -11,9 +11,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import httpx
-
 from tests.faults.mesh import MeshNode
+from tests.helpers import plain_http
 from tests.helpers.assets import ingest
 
 KiB = 1024
@@ -57,7 +56,7 @@ class Workload:
         self._edit(node, "PATCH", f"{node.api}/asset/{asset}", asset, json=body)
 
     def toggle_trash_on(self, node: MeshNode, asset: str) -> None:
-        current = httpx.get(f"{node.api}/list", params={"include_trashed": "true"}, timeout=30)
+        current = plain_http.get(f"{node.api}/list", params={"include_trashed": "true"}, timeout=30)
         current.raise_for_status()
         trashed = next(r["trashed"] for r in current.json()["data"] if r["hash"] == asset)
         action = "restore" if trashed else "trash"
@@ -65,7 +64,7 @@ class Workload:
 
     def _edit(self, node: MeshNode, method: str, url: str, asset: str, **kwargs: object) -> None:
         time.sleep(EDIT_SPACING_S)
-        response = httpx.request(method, url, timeout=30, **kwargs)  # type: ignore[arg-type]
+        response = plain_http.request(method, url, timeout=30, **kwargs)  # type: ignore[arg-type]
         response.raise_for_status()
         self.expected.meta[asset] = _record_meta(response.json()["data"])
         time.sleep(EDIT_SPACING_S)

@@ -9,10 +9,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
 from cansync.can import CanClient
 from cansync.wire.pb import can_sync_pb2
+from tests.helpers import plain_http
 
 _ASSET_FILE = re.compile(r"^(\d+)_([0-9a-f]{64})")
 
@@ -27,7 +26,7 @@ def make_bytes(seed: int, size: int) -> bytes:
 def ingest(api: str, content: bytes, name: str = "file.bin", tags: str = "") -> str:
     """POST /ingest (multipart) and return the new asset's hash."""
     data = {"tags": tags} if tags else {}
-    response = httpx.post(f"{api}/ingest", files={"file": (name, content)}, data=data, timeout=120)
+    response = plain_http.post(f"{api}/ingest", files={"file": (name, content)}, data=data, timeout=120)
     response.raise_for_status()
     return str(response.json()["data"]["hash"])
 
@@ -51,7 +50,7 @@ def push_many(url: str, sync_key: str, files: Sequence[tuple[bytes, str]]) -> li
 
 
 def store_digests(url: str, sync_key: str) -> dict[str, can_sync_pb2.AssetDigest]:
-    response = httpx.post(f"{url}/sync/hashes", headers={"X-Sync-Key": sync_key}, content=b"", timeout=60)
+    response = plain_http.post(f"{url}/sync/hashes", headers={"X-Sync-Key": sync_key}, content=b"", timeout=60)
     response.raise_for_status()
     answer = can_sync_pb2.HashesResponse.FromString(response.content)
     return {d.hash: d for d in answer.assets}
