@@ -71,8 +71,8 @@ async def test_an_unreadable_snapshot_is_passed_over(journal: Journal) -> None:
     assert (state, last) == (fold(written), written[-1].seq)
 
 
-async def test_a_snapshot_that_no_longer_matches_the_chain_is_passed_over(tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
+async def _snapshot_off_the_chain(path: Path) -> list[Event]:
+    """A journal at `path` whose snapshot (at seq 10) no longer matches event 10's digest; its events."""
     journal = await Journal.open(path)
     written = await _fill(journal, range(3))
     await write_snapshot(journal, fold(written[:10]), 10)
@@ -80,6 +80,12 @@ async def test_a_snapshot_that_no_longer_matches_the_chain_is_passed_over(tmp_pa
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE events SET digest = ? WHERE seq = 10", ("ab" * 32,))
     conn.close()
+    return written
+
+
+async def test_a_snapshot_that_no_longer_matches_the_chain_is_passed_over(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    written = await _snapshot_off_the_chain(path)
     journal = await Journal.open(path)
     try:
         state, last = await rebuild_state(journal)
@@ -181,13 +187,7 @@ async def test_the_read_only_rebuild_matches_rebuild_state_with_and_without_a_sn
 
 async def test_the_read_only_rebuild_passes_over_a_snapshot_off_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    journal = await Journal.open(path)
-    written = await _fill(journal, range(3))
-    await write_snapshot(journal, fold(written[:10]), 10)
-    await journal.close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE events SET digest = ? WHERE seq = 10", ("ab" * 32,))
-    conn.close()
+    written = await _snapshot_off_the_chain(path)
     assert rebuild_without_writing(path) == (fold(written), written[-1].seq)
 
 
