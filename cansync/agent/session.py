@@ -17,9 +17,9 @@ import asyncio
 import functools
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cansync.agent.ledger import Ledger
 from cansync.agent.live_push import LivePush
@@ -266,14 +266,14 @@ class PeerSession:
             await self.ledger.record(*reaction.events)
         for action in reaction.actions:
             if isinstance(action, AnswerDigests):
-                group.create_task(self._answer_digests(action.since), name=f"digests-{self.short}")
+                _start_in(group, self._answer_digests(action.since), f"digests-{self.short}")
             elif isinstance(action, LearnPeers):
                 await self.host.learned_peers(action.peers)
             elif isinstance(action, OpenReconcile | JoinReconcile):
                 first = action.first if isinstance(action, JoinReconcile) else None
-                group.create_task(self._reconcile(first, group), name=f"reconcile-{self.short}")
+                _start_in(group, self._reconcile(first, group), f"reconcile-{self.short}")
             elif isinstance(action, Reconciled):
-                group.create_task(self._settle_reconciliation(action), name=f"reconciled-{self.short}")
+                _start_in(group, self._settle_reconciliation(action), f"reconciled-{self.short}")
         self._output.set()
         if reaction.close is not None:
             raise SessionOver(reaction.close)
@@ -377,7 +377,7 @@ class PeerSession:
             await self._sends.wait()
             self._sends.clear()
             while jobs := self.protocol.next_sends():
-                group.create_task(self._send_stream(jobs), name=f"send-{jobs[0].hash[:8]}-{self.short}")
+                _start_in(group, self._send_stream(jobs), f"send-{jobs[0].hash[:8]}-{self.short}")
 
     async def _send_stream(self, jobs: list[SendJob]) -> None:
         """Send these assets one after another on one stream, pulled from our store in one request. Each
@@ -447,7 +447,7 @@ class PeerSession:
             reader = await self.conn.accept_transfer(timeout=None)
             if reader is None:
                 raise SessionOver("connection closed")
-            group.create_task(self._receive(reader), name=f"receive-{self.short}")
+            _start_in(group, self._receive(reader), f"receive-{self.short}")
 
     async def _receive(self, reader: FrameReader) -> None:
         """One transfer stream: assets one after another, each a header, its chunks and an end. Small
@@ -689,6 +689,17 @@ class PeerSession:
         else:  # the intake pushes it from staging, and retries while our store cannot take it
             await self.ledger.record(*self.protocol.incoming_verified(asset, header.size, received, header.record))
         return None
+
+
+def _start_in(group: asyncio.TaskGroup, work: Coroutine[Any, Any, None], name: str) -> None:
+    """group.create_task, from a task of the session's own group. Once that group is ending (another of its
+    tasks failed or the session closed), Python 3.11 refuses the task and leaves the coroutine never
+    awaited: then the work ends with the session, and so does the task that asked for it."""
+    try:
+        group.create_task(work, name=name)
+    except RuntimeError:
+        work.close()
+        raise asyncio.CancelledError from None
 
 
 @dataclass(frozen=True, slots=True)
