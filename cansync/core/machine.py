@@ -782,15 +782,8 @@ class SyncState:
         if size is not None:
             transfer.size = transfer.offset = int(size)
             transfer.offset_seq = event.seq
-        # vouched for (as _vouch does, written out: this runs for every asset a replay meets) before our
-        # store hears of it: no echo race
         asset = intern(asset)
-        state.unvouched.discard(asset)
-        if state.mirror_seq:
-            state.lacks.discard(asset)
-            state.extra.add(asset)
-        else:
-            state.known.add(asset)
+        self._vouch(state, asset)  # marked before our store hears of it: no echo race
         state.received_from.add(asset)
         state.bytes_in += int(sent) if sent is not None else (transfer.size or 0)
         # the record is kept whether or not our store already has it, so the fold does not depend on order
@@ -851,15 +844,10 @@ class SyncState:
         assert state is not None and event.hash is not None
         asset = intern(event.hash)
         seq = event.seq
-        self.local.note(asset, seq)  # _became_local and _vouch, written out: a replay meets every asset here
+        self.local.note(asset, seq)  # _became_local, written out: a replay meets every asset here
         if seq > self._newest_local_seq:
             self._newest_local_seq = seq
-        state.unvouched.discard(asset)
-        if state.mirror_seq:
-            state.lacks.discard(asset)
-            state.extra.add(asset)
-        else:
-            state.known.add(asset)
+        self._vouch(state, asset)
         state.received_from.add(asset)
         transfer = state.incoming.get(asset)
         if transfer is not None:
