@@ -426,8 +426,9 @@ class Journal:
 
     # -- snapshots -----------------------------------------------------------------------------
 
-    async def save_snapshot(self, seq: int, state: dict[str, Any]) -> None:
-        """Store `state` (JSON-able) as the derived state after event `seq`; keeps the newest few."""
+    async def save_snapshot(self, seq: int, state: dict[str, Any]) -> int:
+        """Store `state` (JSON-able) as the derived state after event `seq`; keeps the newest few.
+        Returns the stored text's length, which the ledger spaces its snapshots by."""
         self._check_open()
         try:
             state_json = canonical_json(state)
@@ -448,6 +449,7 @@ class Journal:
                 )
                 keep = select(snap.seq).order_by(snap.seq.desc()).limit(schema.SNAPSHOTS_KEPT)
                 await conn.execute(delete(schema.snapshots).where(snap.seq.not_in(keep.scalar_subquery())))
+        return len(state_json)
 
     async def load_snapshot(self) -> tuple[int, dict[str, Any]] | None:
         """The newest snapshot as (seq, state), or None. Refuses one that no longer matches the chain."""

@@ -35,6 +35,7 @@ async def rebuild_state(journal: Journal, *, use_snapshot: bool = True) -> tuple
     return state, last_seq
 
 
-async def write_snapshot(journal: Journal, state: SyncState, seq: int) -> None:
-    """Store `state`, which must be the fold of every event up to and including `seq`."""
-    await journal.save_snapshot(seq, state.to_snapshot())
+async def write_snapshot(journal: Journal, state: SyncState, seq: int) -> int:
+    """Store `state`, which must be the fold of every event up to and including `seq`; returns the
+    snapshot's size in characters."""
+    return await journal.save_snapshot(seq, state.to_snapshot())

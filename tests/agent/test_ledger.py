@@ -186,6 +186,37 @@ async def test_a_failing_snapshot_is_retried_and_never_stops_the_writer(journal:
     assert loaded is not None and loaded[0] == attempts[-1] == ledger.state.last_seq
 
 
+def test_a_bigger_state_waits_longer_between_snapshots():
+    # a small state: every SNAPSHOT_EVERY events; a million assets (a 53 MB snapshot) about every 104,000
+    assert ledger_module.events_between_snapshots(2_847_882) == ledger_module.SNAPSHOT_EVERY == 10_000
+    assert ledger_module.events_between_snapshots(53_300_000) == 53_300_000 // 512
+
+
+@pytest.mark.parametrize(("chars_per_event", "expected"), [(10**9, [5, 10, 15, 20, 25]), (1, [5])])
+async def test_the_ledger_spaces_snapshots_by_the_size_of_the_last(
+    journal: Journal, monkeypatch, chars_per_event: int, expected: list[int]
+):
+    monkeypatch.setattr(ledger_module, "SNAPSHOT_EVERY", 5)
+    monkeypatch.setattr(ledger_module, "SNAPSHOT_CHARS_PER_EVENT", chars_per_event)
+    real_save = journal.save_snapshot
+    saved_at: list[int] = []
+
+    async def save_and_note(seq: int, state: dict) -> int:  # type: ignore[type-arg]
+        saved_at.append(seq)
+        return await real_save(seq, state)
+
+    monkeypatch.setattr(journal, "save_snapshot", save_and_note)
+    ledger = await open_ledger(journal)
+    try:
+        for n in range(27):
+            await asyncio.wait_for(ledger.record(Event.of(LocalAssetSeen(), hash=f"{n:064x}")), 5)
+        # with one event per character, the interval after the first snapshot is its length: hundreds
+        assert saved_at == expected
+    finally:
+        await ledger.close()
+    assert saved_at[-1] == 27  # and the close leaves one at the last event
+
+
 async def test_a_dispatch_that_raises_does_not_stop_the_writer(journal: Journal):
     def broken_dispatch(commands: Sequence[Command]) -> None:
         raise RuntimeError("agent bug")
