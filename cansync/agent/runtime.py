@@ -191,8 +191,14 @@ class Agent:
         log.info("agent %s started (store %s, journal %s)", agent.our_id[:10], can.base_url, config.journal_path)
         return agent
 
-    async def close(self) -> None:
-        """Release what open() took: the endpoint, the store, the ledger and journal, the node key."""
+    async def close(self, *, endpoint_drain_limit: float | None = None) -> None:
+        """Release what open() took: the endpoint, the store, the ledger and journal, the node key.
+
+        endpoint_drain_limit: for a process about to exit, how long to wait for the endpoint to finish
+        closing (PeerEndpoint.close); None waits for it.
+        """
+        if not await self.endpoint.close(endpoint_drain_limit):
+            log.debug("stopped waiting for the endpoint to finish closing after %g s", endpoint_drain_limit)
         await self._resources.aclose()
         self.stopped.set()
 

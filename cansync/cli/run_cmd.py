@@ -17,6 +17,10 @@ from cansync.portable.stop_signals import stop_on_signals
 
 log = logging.getLogger("cansync.run")
 
+ENDPOINT_DRAIN_LIMIT_AT_EXIT = 0.5
+"""Seconds a stopping `cansync run` waits for its endpoint to finish closing. Peers were told at once;
+what can remain is the drain of a dial nobody answered (about 3 s), which would only delay the exit."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("run", help="run the sync agent")
@@ -86,5 +90,5 @@ async def _serve(config: Config, ready_file: Path | None, progress_handler: logg
                 if ready_file is not None:
                     ready_file.write_text(agent.our_id + "\n", encoding="ascii")
     finally:
-        await agent.close()
+        await agent.close(endpoint_drain_limit=ENDPOINT_DRAIN_LIMIT_AT_EXIT)
         errors.remove()

@@ -243,18 +243,33 @@ class PeerEndpoint:
     def _peer_connection(self, conn: transport.Connection) -> PeerConnection:
         return PeerConnection(conn, limits=self.limits, send_limiter=self.send_limiter, recv_limiter=self.recv_limiter)
 
-    async def close(self) -> None:
+    async def close(self, drain_limit: float | None = None) -> bool:
+        """Close every connection and the endpoint. True once iroh says it is closed; False if it was
+        still draining after `drain_limit` seconds and we stopped waiting.
+
+        A dial that got no answer keeps the endpoint draining for three probe timeouts (about 3 s
+        on loopback) though there is no one to tell. Stopping the wait is only for a process about to
+        exit: the endpoint's sockets stay bound until it does. The close frames to live peers were sent
+        when the close began, so they learn at once either way.
+        """
         if self._closed:
-            return
+            return True
         self._closed = True
         for task in list(self._handshakes):
             task.cancel()
+        drained = True
         with contextlib.suppress(*LINK_ERRORS):
-            await self._ep.close()
+            try:
+                await wait_for(self._ep.close(), drain_limit)
+            except TimeoutError:
+                drained = False
         if self._accept_task is not None:
+            if not drained:
+                self._accept_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._accept_task
         self._incoming.put_nowait(None)
+        return drained
 
     async def __aenter__(self) -> PeerEndpoint:
         return self

@@ -160,6 +160,27 @@ async def test_dial_to_a_dead_address_fails_within_the_timeout() -> None:
         await a.close()
 
 
+async def test_a_close_with_a_drain_limit_stops_waiting_on_a_dial_nobody_answered() -> None:
+    # the unanswered dial keeps iroh's endpoint draining for about 3 s; a stopping process need not wait
+    a, gone = await new_endpoint(), await new_endpoint()
+    address = gone.addr()
+    await gone.close()
+    with pytest.raises(ConnectFailed):
+        await a.connect(address, timeout=0.5)
+    assert await a.close(drain_limit=0.2) is False
+    assert await asyncio.wait_for(a.accept(), 5) is None  # the accept loop ended with it
+    assert await a.close(drain_limit=0.2) is True  # closing again is a no-op
+
+
+async def test_a_close_with_a_drain_limit_finishes_when_there_is_nothing_to_drain(
+    endpoints: tuple[PeerEndpoint, PeerEndpoint],
+) -> None:
+    a, b = endpoints
+    ca, cb = await connect_pair(a, b)
+    assert await a.close(drain_limit=10) is True
+    assert "closed" in (await asyncio.wait_for(cb.closed(), 10)).lower()  # the peer was told
+
+
 async def test_foreign_alpn_is_refused_and_the_endpoint_keeps_serving(
     endpoints: tuple[PeerEndpoint, PeerEndpoint],
 ) -> None:
