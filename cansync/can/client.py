@@ -15,6 +15,7 @@ import struct
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,6 +58,15 @@ BatchItem = tuple[int, can_sync_pb2.AssetMeta, bytes | Path]  # (index in the ca
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A whole answer of the store, read off its response."""
+
+    status: int
+    reason: str
+    body: bytes
+
+
 class _RetryableStatus(Exception):
     def __init__(self, error: CanServiceError) -> None:
         self.error = error
@@ -89,15 +99,38 @@ class CanClient:
     def _error(self, route: str, message: str, status: int | None = None) -> CanServiceError:
         return CanServiceError(self.base_url, route, message, status)
 
-    async def _error_from(self, route: str, response: httpx.Response) -> CanServiceError:
-        body = await response.aread()
+    def _error_from(self, route: str, answer: _Answer) -> CanServiceError:
         try:
-            message = str(json.loads(body)["error"])
+            message = str(json.loads(answer.body)["error"])
         except (ValueError, KeyError, TypeError):
-            message = body[:200].decode(errors="replace") or response.reason_phrase
-        if response.status_code in _AUTH_STATUSES:
-            return CanServiceAuthError(self.base_url, route, message, response.status_code)
-        return self._error(route, message, response.status_code)
+            message = answer.body[:200].decode(errors="replace") or answer.reason
+        if answer.status in _AUTH_STATUSES:
+            return CanServiceAuthError(self.base_url, route, message, answer.status)
+        return self._error(route, message, answer.status)
+
+    def _refused(self, route: str, answer: _Answer) -> Exception:
+        """The error to raise for an answer other than 200 (wrapped for a retry where the store may
+        recover)."""
+        error = self._error_from(route, answer)
+        return _RetryableStatus(error) if answer.status in _RETRY_STATUSES else error
+
+    @staticmethod
+    async def _answer_of(response: httpx.Response) -> _Answer:
+        return _Answer(response.status_code, response.reason_phrase, await response.aread())
+
+    async def _post(self, route: str, content: bytes | AsyncIterable[bytes]) -> _Answer:
+        """POST and read the whole answer. The body is read off a stream so that it is ours alone:
+        httpx's Response and its stream wrapper point at each other (encode/httpx#3733), so a body kept
+        on the Response lives until the cycle collector runs. On an agent holding millions of objects
+        that can be many requests later: a million-asset store's hash pages held about 40 MB that way.
+        The request is in that cycle too, so a body in bytes is handed over once, sized, not kept on it."""
+        headers = {"Content-Type": PROTOBUF}
+        if isinstance(content, bytes):
+            headers["Content-Length"] = str(len(content))  # sized: not sent chunked
+            content = _bytes_once(content)
+        async with self._client.stream("POST", route, content=content, headers=headers) as response:
+            body = b"".join([part async for part in response.aiter_bytes()])
+            return _Answer(response.status_code, response.reason_phrase, body)
 
     async def _with_retries(self, route: str, replayable: bool, attempt: Callable[[], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self.retry_for
@@ -132,22 +165,19 @@ class CanClient:
         body = request.SerializeToString()
 
         async def attempt() -> M:
-            response = await self._client.post(route, content=body, headers={"Content-Type": PROTOBUF})
-            return await self._parse(route, response, answer_type)
+            return self._parse(route, await self._post(route, body), answer_type)
 
         return await self._with_retries(route, True, attempt)
 
-    async def _parse(self, route: str, response: httpx.Response, answer_type: type[M]) -> M:
-        if response.status_code in _RETRY_STATUSES:
-            raise _RetryableStatus(await self._error_from(route, response))
-        if response.status_code != 200:
-            raise await self._error_from(route, response)
-        answer = answer_type()
+    def _parse(self, route: str, answer: _Answer, answer_type: type[M]) -> M:
+        if answer.status != 200:
+            raise self._refused(route, answer)
+        message = answer_type()
         try:
-            answer.ParseFromString(await response.aread())
+            message.ParseFromString(answer.body)
         except DecodeError as exc:
             raise self._error(route, f"answer is not a valid {answer_type.__name__}: {exc}") from exc
-        return answer
+        return message
 
     # --- the sync API -------------------------------------------------------------------------
 
@@ -191,9 +221,10 @@ class CanClient:
             request = self._client.build_request("POST", route, content=body, headers={"Content-Type": PROTOBUF})
             response = await self._client.send(request, stream=True)
             if response.status_code != 200:
-                error = await self._error_from(route, response)
-                await response.aclose()
-                raise _RetryableStatus(error) if response.status_code in _RETRY_STATUSES else error
+                try:
+                    raise self._refused(route, await self._answer_of(response))
+                finally:
+                    await response.aclose()
             return response
 
         response = await self._with_retries(route, True, attempt)
@@ -209,11 +240,10 @@ class CanClient:
         body = can_sync_pb2.PullRequest(hashes=list(hashes), meta_only=True).SerializeToString()
 
         async def attempt() -> bytes:
-            response = await self._client.post(route, content=body, headers={"Content-Type": PROTOBUF})
-            if response.status_code != 200:
-                error = await self._error_from(route, response)
-                raise _RetryableStatus(error) if response.status_code in _RETRY_STATUSES else error
-            return response.content
+            answer = await self._post(route, body)
+            if answer.status != 200:
+                raise self._refused(route, answer)
+            return answer.body
 
         payload = await self._with_retries(route, True, attempt)
         return [item.meta for item in decode_pull_records(payload, lambda message: self._error(route, message))]
@@ -243,8 +273,7 @@ class CanClient:
                     yield chunk
 
         async def attempt() -> can_sync_pb2.PushResult:
-            response = await self._client.post(route, content=body(), headers={"Content-Type": PROTOBUF})
-            return await self._parse(route, response, can_sync_pb2.PushResult)
+            return self._parse(route, await self._post(route, body()), can_sync_pb2.PushResult)
 
         return await self._with_retries(route, replayable, attempt)
 
@@ -322,8 +351,7 @@ class CanClient:
                 yield bytes(buffer)
 
         async def attempt() -> can_sync_pb2.PushBatchResult:
-            response = await self._client.post(route, content=body(), headers={"Content-Type": PROTOBUF})
-            return await self._parse(route, response, can_sync_pb2.PushBatchResult)
+            return self._parse(route, await self._post(route, body()), can_sync_pb2.PushBatchResult)
 
         answer = await self._with_retries(route, True, attempt)  # bytes and files can be sent again
         if len(answer.results) != len(group):
@@ -347,7 +375,7 @@ class CanClient:
                     self._client, "GET", route, params={"since": str(last)}, timeout=timeout
                 ) as source:
                     if source.response.status_code != 200:
-                        error = await self._error_from(route, source.response)
+                        error = self._error_from(route, await self._answer_of(source.response))
                         if source.response.status_code not in _RETRY_STATUSES:
                             raise error
                     else:
