@@ -52,6 +52,7 @@ from cansync.core.reconcile import DigestSet
 from cansync.net.endpoint import PeerConnection
 from cansync.net.errors import PeerTimeout, TransportError
 from cansync.net.streams import FramedStream, FrameReader
+from cansync.portable.heap import release_free_memory
 from cansync.wire.frames import FrameError, FrameType
 from cansync.wire.pb import peer_pb2
 from cansync.wire.peer_messages import (
@@ -302,6 +303,9 @@ class PeerSession:
             self.short, done.messages, wire_bytes / 1000, len(done.they_lack), len(done.have_not),
         )  # fmt: skip
         await self._send_edited_metadata()
+        # that pass paged every digest of our store, a burst of allocation: hand what it freed back (with a
+        # million assets it kept 19 MB more resident, bench/reconcile_bench.py)
+        await asyncio.to_thread(release_free_memory)
 
     async def _send_edited_metadata(self) -> None:
         state = self.ledger.state
