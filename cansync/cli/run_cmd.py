@@ -31,7 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=run)
 
 
+HEAP_ARENAS = 1
+"""glibc heaps the agent's threads share (see cansync.portable.heap): set before any thread starts."""
+
+
 def run(args: argparse.Namespace) -> int:
+    from cansync.portable.heap import limit_heap_arenas
+
+    limit_heap_arenas(HEAP_ARENAS)
     config = config_from_args(args)
     config.require_passphrase()
     handler = configure_logging(args.log_level, config.log_format)

@@ -1,10 +1,15 @@
-"""Give freed heap memory back to the operating system after a burst of allocation.
+"""Keep the agent's heap compact: one shared glibc heap, and freed memory given back after a burst.
 
 Loading a million-asset snapshot or journaling a big store's first catch-up allocates and frees
 hundreds of megabytes of small objects; glibc keeps the freed pages mapped, so the agent's RSS stays
 at the burst's peak (about 50 MB more at a million assets) until `malloc_trim` hands them back. Other
 C libraries (macOS, Windows, musl) either return memory on their own or lack the call: there it does
 nothing.
+
+glibc also gives each new thread a heap of its own (up to 8 per core). The agent's worker threads
+(journal, snapshots, staging) each kept tens of megabytes of freed memory resident in theirs: beside a
+million assets the agent settled at 447-467 MB after a first meeting with them, 376-392 MB with one heap
+shared by all (bench/reconcile_bench.py).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import ctypes
 import sys
 from collections.abc import Callable
 from functools import cache
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter: the most heaps its threads may spread over
 
 
 @cache
@@ -36,3 +43,14 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def limit_heap_arenas(count: int) -> bool:
+    """Let the threads started from now on share at most `count` glibc heaps; True if it was set."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if _malloc_trim() is None:  # not glibc: its allocator has no such heaps
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, count))
