@@ -169,12 +169,17 @@ class CanClient:
 
         return await self._with_retries(route, True, attempt)
 
-    def _parse(self, route: str, answer: _Answer, answer_type: type[M]) -> M:
+    def _body(self, route: str, answer: _Answer) -> bytes:
+        """The body of a 200 answer; for any other, raise what its status means."""
         if answer.status != 200:
             raise self._refused(route, answer)
+        return answer.body
+
+    def _parse(self, route: str, answer: _Answer, answer_type: type[M]) -> M:
+        body = self._body(route, answer)
         message = answer_type()
         try:
-            message.ParseFromString(answer.body)
+            message.ParseFromString(body)
         except DecodeError as exc:
             raise self._error(route, f"answer is not a valid {answer_type.__name__}: {exc}") from exc
         return message
@@ -240,10 +245,7 @@ class CanClient:
         body = can_sync_pb2.PullRequest(hashes=list(hashes), meta_only=True).SerializeToString()
 
         async def attempt() -> bytes:
-            answer = await self._post(route, body)
-            if answer.status != 200:
-                raise self._refused(route, answer)
-            return answer.body
+            return self._body(route, await self._post(route, body))
 
         payload = await self._with_retries(route, True, attempt)
         return [item.meta for item in decode_pull_records(payload, lambda message: self._error(route, message))]
