@@ -18,13 +18,13 @@ def test_the_trim_is_made_exactly_where_glibc_is():
 
 
 def test_where_there_is_no_trim_nothing_is_done(monkeypatch: pytest.MonkeyPatch):
-    heap._malloc_trim.cache_clear()
+    heap._glibc.cache_clear()
     monkeypatch.setattr(sys, "platform", "darwin")
     try:
         assert heap.release_free_memory() is False
     finally:
         monkeypatch.undo()
-        heap._malloc_trim.cache_clear()
+        heap._glibc.cache_clear()
 
 
 HEAPS_AFTER_THREADS = """
@@ -73,10 +73,10 @@ def test_threads_share_one_heap_once_limited():
 def test_the_limit_is_refused_where_there_is_no_such_heap(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(ValueError):
         heap.limit_heap_arenas(0)
-    heap._malloc_trim.cache_clear()
+    heap._glibc.cache_clear()
     monkeypatch.setattr(sys, "platform", "darwin")
     try:
         assert heap.limit_heap_arenas(1) is False
     finally:
         monkeypatch.undo()
-        heap._malloc_trim.cache_clear()
+        heap._glibc.cache_clear()
