@@ -46,14 +46,14 @@ from tests.helpers.store_process import start_store_process, wait_until  # noqa:
 AIMS = {"differ": (15.0, 4_000_000), "identical": (2.0, 50_000)}
 AIM_RSS_MB, AIM_RESTART_S = 400.0, 2.0
 RESTART_SETTLE_S = 5.0
-RSS_STEADY_S, RSS_STEADY_MB, RSS_SETTLE_LIMIT_S = 3.0, 1.0, 60.0
+RSS_STEADY_S, RSS_STEADY_MB, RSS_SETTLE_LIMIT_S, RSS_SAMPLE_S = 3.0, 1.0, 60.0, 0.25
 
 
 def settled_rss(agents: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
     """Each agent's RSS once the meeting's aftermath is over (its metadata pass pages the whole store), and
-    its peak on the way: sampled every 0.25 s until no agent has moved by RSS_STEADY_MB for RSS_STEADY_S."""
+    its peak on the way: sampled every RSS_SAMPLE_S until no agent has moved by RSS_STEADY_MB for RSS_STEADY_S."""
     samples: list[dict[str, int]] = []
-    per_window = int(RSS_STEADY_S / 0.25)
+    per_window = int(RSS_STEADY_S / RSS_SAMPLE_S)
     deadline = time.monotonic() + RSS_SETTLE_LIMIT_S
     while time.monotonic() < deadline:
         samples.append({n: agents[n].rss_bytes() for n in agents})
@@ -62,7 +62,7 @@ def settled_rss(agents: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]
             max(s[n] for s in window) - min(s[n] for s in window) < RSS_STEADY_MB * 1e6 for n in agents
         ):
             break
-        time.sleep(0.25)
+        time.sleep(RSS_SAMPLE_S)
     peaks = {n: max(s[n] for s in samples) for n in agents}
     return samples[-1], peaks
 
